@@ -1,0 +1,150 @@
+"""Accounts, AccessKeys and instances (admin-managed until billing sets capacity from packages)."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from dataclasses import dataclass
+
+from lookalike.clock import Clock
+from lookalike.domain import errors as e
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import AccessKey, Account, Instance, ServiceType
+from lookalike.domain.validation import validate_instance_name
+from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
+from lookalike.storage.secrets import SecretBox, new_access_key_id, new_access_key_secret
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """An AccessKey pair as shown once, at creation."""
+
+    access_key_id: str
+    access_key_secret: str
+    account_id: str
+
+
+class AccountService:
+    def __init__(
+        self,
+        accounts: AccountRepository,
+        instances: InstanceRepository,
+        secret_box: SecretBox,
+        clock: Clock,
+    ) -> None:
+        self._accounts = accounts
+        self._instances = instances
+        self._box = secret_box
+        self._clock = clock
+        self._secret_cache: dict[str, tuple[Account, str]] = {}
+        self._cache_lock = threading.Lock()
+
+    # --- bootstrap and accounts ---
+    def bootstrap_admin(self, name: str = "admin") -> IssuedKey | None:
+        """Create the operator account and its first key on the first start; None if it exists."""
+        if self._accounts.find_admin() is not None:
+            return None
+        account = self._accounts.create_account(name, is_admin=True, now=self._clock.now())
+        return self.create_access_key(account.id)
+
+    def create_account(self, name: str) -> tuple[Account, IssuedKey]:
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise LookalikeError(e.INVALID_PARAMETER, "Account names are 1-128 characters.")
+        account = self._accounts.create_account(name, is_admin=False, now=self._clock.now())
+        return account, self.create_access_key(account.id)
+
+    def get_account(self, account_id: str) -> Account:
+        account = self._accounts.get_account(account_id)
+        if account is None:
+            raise LookalikeError(e.ACCOUNT_NOT_FOUND, f"No account {account_id!r}.")
+        return account
+
+    def list_accounts(self) -> list[Account]:
+        return self._accounts.list_accounts()
+
+    # --- access keys ---
+    def create_access_key(self, account_id: str) -> IssuedKey:
+        self.get_account(account_id)
+        key_id, secret = new_access_key_id(), new_access_key_secret()
+        self._accounts.add_access_key(key_id, account_id, self._box.encrypt(secret), self._clock.now())
+        return IssuedKey(key_id, secret, account_id)
+
+    def set_access_key_disabled(self, key_id: str, disabled: bool) -> None:
+        if not self._accounts.set_access_key_disabled(key_id, disabled):
+            raise LookalikeError(e.INVALID_ACCESS_KEY, f"No AccessKey {key_id!r}.")
+        with self._cache_lock:
+            self._secret_cache.pop(key_id, None)
+
+    def list_access_keys(self, account_id: str) -> list[AccessKey]:
+        return self._accounts.list_access_keys(account_id)
+
+    def resolve_key(self, key_id: str) -> tuple[Account, str]:
+        """The account and plaintext secret behind an AccessKeyId (signature schemes need the secret)."""
+        with self._cache_lock:
+            cached = self._secret_cache.get(key_id)
+        if cached is not None:
+            return cached
+        found = self._accounts.get_access_key(key_id)
+        if found is None:
+            raise LookalikeError(e.INVALID_ACCESS_KEY, "Specified access key is not found.")
+        key, ciphertext = found
+        if key.disabled:
+            raise LookalikeError(e.ACCESS_KEY_DISABLED, "Specified access key is disabled.")
+        account = self.get_account(key.account_id)
+        if account.disabled:
+            raise LookalikeError(e.ACCESS_KEY_DISABLED, "The account of this access key is disabled.")
+        secret = self._box.decrypt(ciphertext)
+        if secret is None:
+            raise LookalikeError(e.INTERNAL_ERROR, "The server key cannot decrypt this AccessKey secret.")
+        with self._cache_lock:
+            self._secret_cache[key_id] = (account, secret)
+        return account, secret
+
+    def authenticate(self, key_id: str, secret: str) -> Account:
+        account, expected = self.resolve_key(key_id)
+        if not hmac.compare_digest(expected.encode(), secret.encode()):
+            raise LookalikeError(e.SIGNATURE_MISMATCH, "The AccessKey secret does not match.")
+        return account
+
+    # --- instances ---
+    def create_instance(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        capacity: int,
+        search_qps: int,
+        service_type: ServiceType = ServiceType.PRODUCT,
+        add_qps: int | None = None,
+        delete_qps: int | None = None,
+        update_qps: int | None = None,
+    ) -> Instance:
+        validate_instance_name(name)
+        self.get_account(account_id)
+        if capacity < 1:
+            raise LookalikeError(e.INVALID_PARAMETER, "Capacity must be at least 1 picture.")
+        for label, qps in (("search", search_qps), ("add", add_qps), ("delete", delete_qps), ("update", update_qps)):
+            if qps is not None and qps < 1:
+                raise LookalikeError(e.INVALID_PARAMETER, f"The {label} QPS must be at least 1.")
+        return self._instances.create(
+            account_id=account_id,
+            name=name,
+            service_type=service_type,
+            capacity=capacity,
+            search_qps=search_qps,
+            add_qps=add_qps,
+            delete_qps=delete_qps,
+            update_qps=update_qps,
+            now=self._clock.now(),
+        )
+
+    def list_instances(self, account: Account) -> list[Instance]:
+        return self._instances.list_for_account(None if account.is_admin else account.id)
+
+    def instance_for(self, account: Account, name: str) -> Instance:
+        """The named instance if this account may use it; another tenant's answers like an unknown one."""
+        instance = self._instances.get_by_name(name) if name else None
+        if instance is None or (instance.account_id != account.id and not account.is_admin):
+            raise LookalikeError(e.INVALID_INSTANCE, "The specified instance name is invalid.")
+        return instance

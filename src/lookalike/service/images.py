@@ -1,0 +1,359 @@
+"""Image use cases: add, search (by picture, by stored picture, by filter), update, delete, exists,
+compare and detail. Every call runs the same gate: instance owned and available -> rate limit -> use case.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.clock import Clock
+from lookalike.domain import errors as e
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.filters import Node, parse_filter
+from lookalike.domain.models import (
+    OTHER_CATEGORY,
+    Account,
+    Attributes,
+    AttributeUpdate,
+    ImageRecord,
+    Instance,
+    InstanceDetail,
+    PicInfo,
+    SearchHit,
+    SearchResult,
+    ServiceType,
+)
+from lookalike.domain.region import Box
+from lookalike.domain.validation import (
+    parse_score_threshold,
+    validate_category,
+    validate_custom_content,
+    validate_int_attr,
+    validate_key,
+    validate_paging,
+    validate_str_attr,
+)
+from lookalike.service.accounts import AccountService
+from lookalike.service.index_manager import IndexManager
+from lookalike.service.limits import Operation, RateLimiter
+from lookalike.storage.accounts_repo import InstanceRepository
+from lookalike.storage.images_repo import ImageRepository, NewImage
+from lookalike.vision.categories import all_categories, predict_category
+from lookalike.vision.decode import ImageLimits, decode_image
+from lookalike.vision.embedder import MicroBatcher
+from lookalike.vision.prepare import prepare_for_embedding
+
+ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    num: int = 10
+    start: int = 0
+    category_id: int | None = None
+    filter: str | None = None
+    distinct_product_id: bool = False
+    score_threshold: str | float | None = None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    pic_info: PicInfo
+    created: bool
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    vector: np.ndarray
+    pic_info: PicInfo
+
+
+def _score(raw: float) -> float:
+    # Embeddings are L2-normalized, so inner product is cosine; Score lives in [0, 1].
+    return float(min(1.0, max(0.0, raw)))
+
+
+def validate_attributes(attrs: Attributes) -> None:
+    for slot, value in enumerate((attrs.int_attr, attrs.int_attr2, attrs.int_attr3, attrs.int_attr4), 1):
+        validate_int_attr(value, slot)
+    for slot, text in enumerate((attrs.str_attr, attrs.str_attr2, attrs.str_attr3, attrs.str_attr4), 1):
+        validate_str_attr(text, slot)
+
+
+class ImageService:
+    def __init__(
+        self,
+        *,
+        accounts: AccountService,
+        instances: InstanceRepository,
+        images: ImageRepository,
+        indexes: IndexManager,
+        embedder: MicroBatcher,
+        model_id: str,
+        limiter: RateLimiter,
+        clock: Clock,
+        image_limits: ImageLimits,
+    ) -> None:
+        self._accounts = accounts
+        self._instances = instances
+        self._images = images
+        self._indexes = indexes
+        self._embedder = embedder
+        self._model_id = model_id
+        self._limiter = limiter
+        self._clock = clock
+        self._limits = image_limits
+
+    # --- the gate ---
+    def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
+        instance = self._accounts.instance_for(account, name)
+        if operation is not None:
+            if instance.status != ACTIVE:
+                raise LookalikeError(e.INSTANCE_STATUS_ERROR, "Your instance is unavailable.")
+            self._limiter.check(instance, operation)
+        return instance
+
+    # --- vision ---
+    def _analyze(
+        self, data: bytes, *, region: str | None, crop: bool, instance: Instance, category_id: int | None
+    ) -> _Analysis:
+        decoded = decode_image(data, self._limits)
+        picture, box, boxes = prepare_for_embedding(decoded, region, crop)
+        vector, probs = self._embedder.embed_one(picture)
+        if instance.service_type is not ServiceType.PRODUCT:
+            category = OTHER_CATEGORY  # generic instances do not classify, as on Alibaba
+        elif category_id is not None:
+            validate_category(category_id)
+            category = category_id
+        else:
+            category = predict_category(probs)
+        info = PicInfo(category, box, boxes, all_categories())
+        return _Analysis(vector, info)
+
+    # --- writes ---
+    def add_image(
+        self,
+        account: Account,
+        instance_name: str,
+        *,
+        product_id: str,
+        pic_name: str,
+        picture: bytes,
+        category_id: int | None = None,
+        crop: bool = True,
+        region: str | None = None,
+        attributes: Attributes = Attributes(),
+        custom_content: str = "",
+    ) -> AddResult:
+        validate_key(product_id, pic_name)
+        validate_attributes(attributes)
+        validate_custom_content(custom_content)
+        if category_id is not None:
+            validate_category(category_id)
+        instance = self._instance(account, instance_name, Operation.ADD)
+        analysis = self._analyze(picture, region=region, crop=crop, instance=instance, category_id=category_id)
+        record = NewImage(
+            product_id=product_id,
+            pic_name=pic_name,
+            category_id=analysis.pic_info.category_id,
+            attributes=attributes,
+            custom_content=custom_content,
+            region=analysis.pic_info.region.to_str(),
+            embedding=analysis.vector,
+            model_id=self._model_id,
+        )
+        with self._indexes.writing(instance.id) as index:
+            written = self._images.upsert(instance.id, record, capacity=instance.capacity, now=self._clock.now())
+            index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
+        return AddResult(analysis.pic_info, written.created)
+
+    def update_image(
+        self, account: Account, instance_name: str, *, product_id: str, pic_name: str, change: AttributeUpdate
+    ) -> None:
+        validate_key(product_id, pic_name)
+        for slot, value in enumerate((change.int_attr, change.int_attr2, change.int_attr3, change.int_attr4), 1):
+            if value is not None:
+                validate_int_attr(value, slot)
+        for slot, text in enumerate((change.str_attr, change.str_attr2, change.str_attr3, change.str_attr4), 1):
+            if text is not None:
+                validate_str_attr(text, slot)
+        if change.custom_content is not None:
+            validate_custom_content(change.custom_content)
+        instance = self._instance(account, instance_name, Operation.UPDATE)
+        if not change.changed():
+            raise LookalikeError(e.INVALID_PARAMETER, "Nothing to update: give an attribute or CustomContent.")
+        # Attributes live only in SQL (filters are evaluated there), so the index is untouched.
+        if not self._images.update_attributes(instance.id, product_id, pic_name, change, self._clock.now()):
+            raise LookalikeError(e.PIC_NOT_EXIST, "The specified image does not exist.")
+
+    def delete_images(
+        self,
+        account: Account,
+        instance_name: str,
+        *,
+        product_id: str | None = None,
+        pic_name: str | None = None,
+        filter: str | None = None,
+        by_filter: bool = False,
+    ) -> list[str]:
+        """Delete by product (all its pictures), by picture, or by filter; returns the deleted PicNames."""
+        node: Node | None = None
+        if by_filter:
+            node = parse_filter(filter)
+            if node is None:
+                raise LookalikeError(e.INVALID_FILTER_CLAUSE, "Deleting by filter needs a non-empty Filter.")
+        else:
+            if not product_id:
+                raise LookalikeError(e.NO_SPECIFIED_PRODUCT_ID, "You must specify ProductId.")
+        instance = self._instance(account, instance_name, Operation.DELETE)
+        with self._indexes.writing(instance.id) as index:
+            if by_filter:
+                result = self._images.delete(instance.id, filter_node=node)
+            else:
+                result = self._images.delete(instance.id, product_id=product_id, pic_name=pic_name or None)
+            if result.image_ids:
+                index.remove(np.array(result.image_ids, np.int64), result.seq)
+        return result.pic_names
+
+    # --- reads ---
+    def search_by_pic(
+        self,
+        account: Account,
+        instance_name: str,
+        picture: bytes,
+        options: SearchOptions = SearchOptions(),
+        *,
+        crop: bool = True,
+        region: str | None = None,
+    ) -> SearchResult:
+        started = time.perf_counter()
+        node, threshold = self._check_search(options)
+        instance = self._instance(account, instance_name, Operation.SEARCH)
+        analysis = self._analyze(
+            picture, region=region, crop=crop, instance=instance, category_id=options.category_id
+        )
+        hits, matched = self._vector_search(instance, analysis.vector, options, node, threshold)
+        return SearchResult(hits, matched, _elapsed_ms(started), analysis.pic_info)
+
+    def search_by_name(
+        self,
+        account: Account,
+        instance_name: str,
+        product_id: str,
+        pic_name: str,
+        options: SearchOptions = SearchOptions(),
+    ) -> SearchResult:
+        started = time.perf_counter()
+        validate_key(product_id, pic_name)
+        node, threshold = self._check_search(options)
+        instance = self._instance(account, instance_name, Operation.SEARCH)
+        record = self._images.get(instance.id, product_id, pic_name)
+        vector = self._images.get_embedding(instance.id, product_id, pic_name)
+        if record is None or vector is None:
+            raise LookalikeError(e.PIC_NOT_EXIST, "The search picture does not exist.")
+        hits, matched = self._vector_search(instance, vector, options, node, threshold)
+        info = PicInfo(record.category_id, _parse_box(record.region), [_parse_box(record.region)], all_categories())
+        return SearchResult(hits, matched, _elapsed_ms(started), info)
+
+    def search_by_filter(
+        self, account: Account, instance_name: str, filter: str | None, *, num: int = 10, start: int = 0
+    ) -> SearchResult:
+        started = time.perf_counter()
+        validate_paging(num, start)
+        node = parse_filter(filter)
+        if node is None:
+            raise LookalikeError(e.INVALID_FILTER_CLAUSE, "SearchImageByFilter needs a non-empty Filter.")
+        instance = self._instance(account, instance_name, Operation.SEARCH)
+        records = self._images.list_filtered(instance.id, node, offset=start, limit=num)
+        matched = self._images.count(instance.id, node)
+        return SearchResult([SearchHit(r, 0.0) for r in records], matched, _elapsed_ms(started))
+
+    def check_exists(
+        self, account: Account, instance_name: str, product_id: str, pic_name: str
+    ) -> ImageRecord | None:
+        validate_key(product_id, pic_name)
+        instance = self._instance(account, instance_name, Operation.SEARCH)
+        return self._images.get(instance.id, product_id, pic_name)
+
+    def compare(self, account: Account, instance_name: str, primary: bytes, secondary: bytes) -> float:
+        instance = self._instance(account, instance_name, Operation.SEARCH)
+        first = self._analyze(primary, region=None, crop=True, instance=instance, category_id=None)
+        second = self._analyze(secondary, region=None, crop=True, instance=instance, category_id=None)
+        return _score(float(np.dot(first.vector, second.vector)))
+
+    def detail(self, account: Account, instance_name: str) -> InstanceDetail:
+        # Detail works on unavailable instances too (billing needs it), so no status gate here.
+        instance = self._instance(account, instance_name, None)
+        self._limiter.check(instance, Operation.DETAIL)
+        return InstanceDetail(instance, self._instances.count_images(instance.id))
+
+    # --- search internals ---
+    @staticmethod
+    def _check_search(options: SearchOptions) -> tuple[Node | None, float]:
+        validate_paging(options.num, options.start)
+        if options.category_id is not None:
+            validate_category(options.category_id)
+        return parse_filter(options.filter), parse_score_threshold(options.score_threshold)
+
+    def _vector_search(
+        self,
+        instance: Instance,
+        vector: np.ndarray,
+        options: SearchOptions,
+        node: Node | None,
+        threshold: float,
+    ) -> tuple[list[SearchHit], int]:
+        index = self._indexes.get(instance.id)
+        allowed: np.ndarray | None = None
+        if node is not None or options.category_id is not None:
+            allowed = self._images.matching_ids(instance.id, node, options.category_id)
+            matched = len(allowed)
+        else:
+            matched = len(index)
+        need = options.start + options.num
+        if matched == 0:
+            return [], 0
+        # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list.
+        k = min(matched, need * (4 if options.distinct_product_id else 1) + 8)
+        while True:
+            ids, scores = index.search(vector, k, allowed)
+            hits = self._hydrate(instance.id, ids, scores, threshold, options.distinct_product_id)
+            exhausted = len(ids) < k or k >= matched
+            below_threshold = len(scores) > 0 and _score(float(scores[-1])) < threshold
+            if len(hits) >= need or exhausted or below_threshold:
+                break
+            k = min(matched, k * 4)
+        return hits[options.start : need], matched
+
+    def _hydrate(
+        self, instance_id: str, ids: np.ndarray, scores: np.ndarray, threshold: float, distinct: bool
+    ) -> list[SearchHit]:
+        records = self._images.hydrate(instance_id, [int(i) for i in ids])
+        hits: list[SearchHit] = []
+        seen_products: set[str] = set()
+        for image_id, raw in zip(ids, scores, strict=True):
+            record = records.get(int(image_id))
+            if record is None:  # deleted after the index answered
+                continue
+            score = _score(float(raw))
+            if score < threshold:
+                continue
+            if distinct:
+                if record.product_id in seen_products:
+                    continue
+                seen_products.add(record.product_id)
+            hits.append(SearchHit(record, score))
+        return hits
+
+
+def _elapsed_ms(started: float) -> int:
+    return int(round((time.perf_counter() - started) * 1000))
+
+
+def _parse_box(region: str) -> Box:
+    x1, x2, y1, y2 = (int(p) for p in region.split(","))
+    return Box(x1, x2, y1, y2)
+

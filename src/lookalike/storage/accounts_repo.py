@@ -1,0 +1,189 @@
+"""Accounts, access keys and instances in SQL."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from lookalike.domain.errors import INSTANCE_ALREADY_EXISTS, INVALID_PARAMETER, LookalikeError
+from lookalike.domain.models import AccessKey, Account, Instance, ServiceType
+from lookalike.storage.tables import access_keys, accounts, images, instances
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything we store is UTC.
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _account(row: Any) -> Account:
+    return Account(row.id, row.name, bool(row.is_admin), bool(row.disabled), _utc(row.created_at))
+
+
+def _instance(row: Any) -> Instance:
+    return Instance(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        service_type=ServiceType(row.service_type),
+        capacity=int(row.capacity),
+        search_qps=int(row.search_qps),
+        add_qps=row.add_qps,
+        delete_qps=row.delete_qps,
+        update_qps=row.update_qps,
+        status=row.status,
+        created_at=_utc(row.created_at),
+        expires_at=_utc(row.expires_at) if row.expires_at else None,
+    )
+
+
+class AccountRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # --- accounts ---
+    def create_account(self, name: str, *, is_admin: bool, now: datetime) -> Account:
+        account_id = _new_id("acc")
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(accounts).values(
+                        id=account_id, name=name, is_admin=is_admin, disabled=False, created_at=now
+                    )
+                )
+        except IntegrityError as exc:
+            raise LookalikeError(INVALID_PARAMETER, f"An account named {name!r} already exists.") from exc
+        return Account(account_id, name, is_admin, False, now)
+
+    def get_account(self, account_id: str) -> Account | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        return _account(row) if row else None
+
+    def find_admin(self) -> Account | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(accounts).where(accounts.c.is_admin.is_(True)).order_by(accounts.c.created_at)
+            ).first()
+        return _account(row) if row else None
+
+    def list_accounts(self) -> list[Account]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(accounts).order_by(accounts.c.created_at)).all()
+        return [_account(r) for r in rows]
+
+    # --- access keys ---
+    def add_access_key(self, key_id: str, account_id: str, ciphertext: bytes, now: datetime) -> AccessKey:
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(access_keys).values(
+                    id=key_id,
+                    account_id=account_id,
+                    secret_ciphertext=ciphertext,
+                    disabled=False,
+                    created_at=now,
+                )
+            )
+        return AccessKey(key_id, account_id, False, now)
+
+    def get_access_key(self, key_id: str) -> tuple[AccessKey, bytes] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(access_keys).where(access_keys.c.id == key_id)).first()
+        if row is None:
+            return None
+        key = AccessKey(row.id, row.account_id, bool(row.disabled), _utc(row.created_at))
+        return key, bytes(row.secret_ciphertext)
+
+    def set_access_key_disabled(self, key_id: str, disabled: bool) -> bool:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(access_keys).where(access_keys.c.id == key_id).values(disabled=disabled)
+            )
+        return result.rowcount > 0
+
+    def list_access_keys(self, account_id: str) -> list[AccessKey]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(access_keys).where(access_keys.c.account_id == account_id).order_by(access_keys.c.created_at)
+            ).all()
+        return [AccessKey(r.id, r.account_id, bool(r.disabled), _utc(r.created_at)) for r in rows]
+
+
+class InstanceRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(
+        self,
+        *,
+        account_id: str,
+        name: str,
+        service_type: ServiceType,
+        capacity: int,
+        search_qps: int,
+        add_qps: int | None,
+        delete_qps: int | None,
+        update_qps: int | None,
+        now: datetime,
+    ) -> Instance:
+        values = dict(
+            id=_new_id("ins"),
+            account_id=account_id,
+            name=name,
+            service_type=int(service_type),
+            capacity=capacity,
+            search_qps=search_qps,
+            add_qps=add_qps,
+            delete_qps=delete_qps,
+            update_qps=update_qps,
+            status="active",
+            created_at=now,
+            expires_at=None,
+        )
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(instances).values(**values))
+        except IntegrityError as exc:
+            raise LookalikeError(INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists.") from exc
+        return self.get(str(values["id"])) or _never()
+
+    def get(self, instance_id: str) -> Instance | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(instances).where(instances.c.id == instance_id)).first()
+        return _instance(row) if row else None
+
+    def get_by_name(self, name: str) -> Instance | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(instances).where(instances.c.name == name)).first()
+        return _instance(row) if row else None
+
+    def list_for_account(self, account_id: str | None) -> list[Instance]:
+        query = select(instances).order_by(instances.c.created_at)
+        if account_id is not None:
+            query = query.where(instances.c.account_id == account_id)
+        with self._engine.connect() as conn:
+            return [_instance(r) for r in conn.execute(query).all()]
+
+    def list_all_ids(self) -> list[str]:
+        with self._engine.connect() as conn:
+            return [r.id for r in conn.execute(select(instances.c.id)).all()]
+
+    def count_images(self, instance_id: str) -> int:
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(func.count()).select_from(images).where(images.c.instance_id == instance_id)
+            ).scalar_one()
+        return int(value)
+
+
+def _never() -> Instance:
+    raise RuntimeError("instance vanished right after insert")

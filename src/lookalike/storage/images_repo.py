@@ -1,0 +1,309 @@
+"""Image records and the change log: the source of truth the vector index is derived from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, select, update
+
+from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
+from lookalike.domain.filters import Node
+from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord
+from lookalike.storage.filter_sql import compile_filter
+from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, changes, images, instances
+
+FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
+    name: images.c[name] for name in (*INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
+}
+
+_RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding",)]
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: Any) -> ImageRecord:
+    return ImageRecord(
+        id=int(row.id),
+        instance_id=row.instance_id,
+        product_id=row.product_id,
+        pic_name=row.pic_name,
+        category_id=int(row.category_id),
+        attributes=Attributes(
+            int(row.int_attr),
+            int(row.int_attr2),
+            int(row.int_attr3),
+            int(row.int_attr4),
+            row.str_attr,
+            row.str_attr2,
+            row.str_attr3,
+            row.str_attr4,
+        ),
+        custom_content=row.custom_content,
+        region=row.region,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def blob_to_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    product_id: str
+    pic_name: str
+    category_id: int
+    attributes: Attributes
+    custom_content: str
+    region: str
+    embedding: np.ndarray
+    model_id: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    image_id: int
+    seq: int
+    created: bool  # False when an existing (ProductId, PicName) was overwritten
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    image_ids: list[int]
+    pic_names: list[str]
+    seq: int  # 0 when nothing was deleted
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    upsert_ids: np.ndarray
+    upsert_vectors: np.ndarray
+    delete_ids: np.ndarray
+    last_seq: int
+
+
+class ImageRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _log_change(self, conn: Connection, instance_id: str, image_id: int, op: str) -> int:
+        result = conn.execute(insert(changes).values(instance_id=instance_id, image_id=image_id, op=op))
+        seq = result.inserted_primary_key
+        assert seq is not None
+        return int(seq[0])
+
+    def upsert(self, instance_id: str, image: NewImage, *, capacity: int, now: datetime) -> WriteResult:
+        """Insert or overwrite one picture; an overwrite does not count against capacity."""
+        key = and_(
+            images.c.instance_id == instance_id,
+            images.c.product_id == image.product_id,
+            images.c.pic_name == image.pic_name,
+        )
+        values: dict[str, Any] = dict(
+            category_id=image.category_id,
+            custom_content=image.custom_content,
+            region=image.region,
+            embedding=vector_to_blob(image.embedding),
+            model_id=image.model_id,
+            updated_at=now,
+            **image.attributes.as_filter_fields(),
+        )
+        with self._engine.begin() as conn:
+            # Lock the instance row (PostgreSQL) so the capacity check and insert are one step.
+            conn.execute(select(instances.c.id).where(instances.c.id == instance_id).with_for_update())
+            existing = conn.execute(select(images.c.id).where(key)).scalar_one_or_none()
+            if existing is None:
+                count = conn.execute(
+                    select(func.count()).select_from(images).where(images.c.instance_id == instance_id)
+                ).scalar_one()
+                if int(count) >= capacity:
+                    raise LookalikeError(
+                        INSTANCE_OVER_QUOTA,
+                        f"The number of items exceeds the limit: the instance holds {capacity} pictures.",
+                    )
+                result = conn.execute(
+                    insert(images).values(
+                        instance_id=instance_id,
+                        product_id=image.product_id,
+                        pic_name=image.pic_name,
+                        created_at=now,
+                        seq=0,
+                        **values,
+                    )
+                )
+                pk = result.inserted_primary_key
+                assert pk is not None
+                image_id = int(pk[0])
+                created = True
+            else:
+                image_id = int(existing)
+                conn.execute(update(images).where(images.c.id == image_id).values(**values))
+                created = False
+            seq = self._log_change(conn, instance_id, image_id, "upsert")
+            conn.execute(update(images).where(images.c.id == image_id).values(seq=seq))
+        return WriteResult(image_id, seq, created)
+
+    def get(self, instance_id: str, product_id: str, pic_name: str) -> ImageRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(*_RECORD_COLUMNS).where(
+                    images.c.instance_id == instance_id,
+                    images.c.product_id == product_id,
+                    images.c.pic_name == pic_name,
+                )
+            ).first()
+        return _record(row) if row else None
+
+    def get_embedding(self, instance_id: str, product_id: str, pic_name: str) -> np.ndarray | None:
+        with self._engine.connect() as conn:
+            blob = conn.execute(
+                select(images.c.embedding).where(
+                    images.c.instance_id == instance_id,
+                    images.c.product_id == product_id,
+                    images.c.pic_name == pic_name,
+                )
+            ).scalar_one_or_none()
+        return None if blob is None else blob_to_vector(blob)
+
+    def hydrate(self, instance_id: str, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        """Records for index hits; ids that no longer exist are simply absent."""
+        if not ids:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*_RECORD_COLUMNS).where(images.c.instance_id == instance_id, images.c.id.in_(list(ids)))
+            ).all()
+        return {int(r.id): _record(r) for r in rows}
+
+    def _where(self, instance_id: str, filter_node: Node | None, category_id: int | None) -> list[Any]:
+        clauses: list[Any] = [images.c.instance_id == instance_id]
+        if category_id is not None:
+            clauses.append(images.c.category_id == category_id)
+        if filter_node is not None:
+            clauses.append(compile_filter(filter_node, FILTER_COLUMNS))
+        return clauses
+
+    def matching_ids(self, instance_id: str, filter_node: Node | None, category_id: int | None) -> np.ndarray:
+        with self._engine.connect() as conn:
+            ids = conn.execute(select(images.c.id).where(*self._where(instance_id, filter_node, category_id)))
+            return np.fromiter((int(r[0]) for r in ids), dtype=np.int64)
+
+    def count(self, instance_id: str, filter_node: Node | None = None, category_id: int | None = None) -> int:
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(func.count())
+                .select_from(images)
+                .where(*self._where(instance_id, filter_node, category_id))
+            ).scalar_one()
+        return int(value)
+
+    def list_filtered(
+        self, instance_id: str, filter_node: Node | None, *, offset: int, limit: int
+    ) -> list[ImageRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*_RECORD_COLUMNS)
+                .where(*self._where(instance_id, filter_node, None))
+                .order_by(images.c.id)
+                .offset(offset)
+                .limit(limit)
+            ).all()
+        return [_record(r) for r in rows]
+
+    def update_attributes(
+        self, instance_id: str, product_id: str, pic_name: str, change: AttributeUpdate, now: datetime
+    ) -> bool:
+        values = change.changed()
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(images)
+                .where(
+                    images.c.instance_id == instance_id,
+                    images.c.product_id == product_id,
+                    images.c.pic_name == pic_name,
+                )
+                .values(updated_at=now, **values)
+            )
+        return result.rowcount > 0
+
+    def delete(
+        self,
+        instance_id: str,
+        *,
+        product_id: str | None = None,
+        pic_name: str | None = None,
+        filter_node: Node | None = None,
+    ) -> DeleteResult:
+        clauses = self._where(instance_id, filter_node, None)
+        if product_id is not None:
+            clauses.append(images.c.product_id == product_id)
+        if pic_name is not None:
+            clauses.append(images.c.pic_name == pic_name)
+        with self._engine.begin() as conn:
+            rows = conn.execute(select(images.c.id, images.c.pic_name).where(*clauses)).all()
+            if not rows:
+                return DeleteResult([], [], 0)
+            ids = [int(r.id) for r in rows]
+            seq = 0
+            for chunk_start in range(0, len(ids), 500):
+                chunk = ids[chunk_start : chunk_start + 500]
+                conn.execute(delete(images).where(images.c.id.in_(chunk)))
+                for image_id in chunk:
+                    seq = self._log_change(conn, instance_id, image_id, "delete")
+        return DeleteResult(ids, [r.pic_name for r in rows], seq)
+
+    def delete_instance_data(self, instance_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(images).where(images.c.instance_id == instance_id))
+            conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
+
+    def changes_since(self, instance_id: str, after_seq: int, dim: int) -> ChangeBatch:
+        """Net effect of every change past `after_seq`: the current vector of each touched live picture,
+        and the ids of touched pictures that are gone."""
+        with self._engine.connect() as conn:
+            touched = conn.execute(
+                select(changes.c.image_id, func.max(changes.c.seq))
+                .where(changes.c.instance_id == instance_id, changes.c.seq > after_seq)
+                .group_by(changes.c.image_id)
+            ).all()
+            if not touched:
+                return ChangeBatch(
+                    np.empty(0, np.int64), np.empty((0, dim), np.float32), np.empty(0, np.int64), after_seq
+                )
+            last_seq = max(int(r[1]) for r in touched)
+            touched_ids = [int(r[0]) for r in touched]
+            live: dict[int, bytes] = {}
+            for start in range(0, len(touched_ids), 900):
+                chunk = touched_ids[start : start + 900]
+                for row in conn.execute(
+                    select(images.c.id, images.c.embedding).where(
+                        images.c.instance_id == instance_id, images.c.id.in_(chunk)
+                    )
+                ):
+                    live[int(row.id)] = row.embedding
+        upsert_ids = np.fromiter(live.keys(), dtype=np.int64, count=len(live))
+        vectors = (
+            np.stack([blob_to_vector(b) for b in live.values()])
+            if live
+            else np.empty((0, dim), np.float32)
+        )
+        gone = np.fromiter((i for i in touched_ids if i not in live), dtype=np.int64)
+        return ChangeBatch(upsert_ids, vectors, gone, last_seq)
+
+    def iter_all_keys(self, instance_id: str) -> Iterable[tuple[str, str]]:
+        with self._engine.connect() as conn:
+            for row in conn.execute(
+                select(images.c.product_id, images.c.pic_name).where(images.c.instance_id == instance_id)
+            ):
+                yield row.product_id, row.pic_name
