@@ -13,15 +13,19 @@ from typing import Final
 class LookalikeError(Exception):
     """A refusal the caller can act on: a stable code plus a human message."""
 
-    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self._status = status
 
     @property
     def http_status(self) -> int:
-        return NATIVE_HTTP_STATUS.get(self.code, 400)
+        """Native API status; `status` overrides the code's default (e.g. 413 for an oversized picture)."""
+        return self._status or NATIVE_HTTP_STATUS.get(self.code, 400)
 
 
 # Codes (Alibaba names where the product has one).
@@ -84,4 +88,6 @@ PAYLOAD_TOO_LARGE: Final = 413  # used by the API for bodies over the byte limit
 
 
 def pic_too_large(limit_bytes: int) -> LookalikeError:
-    return LookalikeError(INVALID_PIC_CONTENT, f"The image size exceeds {limit_bytes} bytes.")
+    return LookalikeError(
+        INVALID_PIC_CONTENT, f"The image size exceeds {limit_bytes} bytes.", status=PAYLOAD_TOO_LARGE
+    )

@@ -1,0 +1,91 @@
+"""Builds the object graph of one Lookalike process from Settings (the composition root)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from lookalike.clock import Clock, SystemClock
+from lookalike.config import Settings
+from lookalike.service.accounts import AccountService, IssuedKey
+from lookalike.service.images import ImageService
+from lookalike.service.index_manager import IndexManager
+from lookalike.service.limits import RateLimiter
+from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
+from lookalike.storage.db import make_engine, migrate, sqlite_url
+from lookalike.storage.images_repo import ImageRepository
+from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitStore
+from lookalike.storage.secrets import SecretBox
+from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    accounts: AccountService
+    images: ImageService
+    indexes: IndexManager
+    batcher: MicroBatcher
+    bootstrap_key: IssuedKey | None  # set only on the very first start
+
+    def close(self) -> None:
+        self.indexes.close()
+        self.batcher.close()
+        self.engine.dispose()
+
+
+def open_database(settings: Settings) -> Engine:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.database_url or sqlite_url(settings.data_dir)
+    engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
+    migrate(engine)
+    return engine
+
+
+def build_account_service(settings: Settings, engine: Engine, clock: Clock) -> AccountService:
+    return AccountService(
+        AccountRepository(engine), InstanceRepository(engine), SecretBox.from_data_dir(settings.data_dir), clock
+    )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    rate_store: RateLimitStore | None = None,
+    background: bool = True,
+) -> Services:
+    clock = clock or SystemClock()
+    engine = open_database(settings)
+    accounts = build_account_service(settings, engine, clock)
+    bootstrap_key = accounts.bootstrap_admin(settings.admin_name)
+
+    embedder = EfficientNetEmbedder(settings.models_dir, intra_op_threads=settings.embed_threads)
+    embedder.load()
+    batcher = MicroBatcher(embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms)
+
+    image_repo = ImageRepository(engine)
+    indexes = IndexManager(settings.index_dir, image_repo, embedder.DIM, exact_below=settings.index_exact_below)
+    # Catch every index up with the change log now, so the first search after a crash is complete.
+    for instance_id in InstanceRepository(engine).list_all_ids():
+        indexes.get(instance_id)
+    if background:
+        indexes.start_background_saver(settings.index_save_interval_s)
+    images = ImageService(
+        accounts=accounts,
+        instances=InstanceRepository(engine),
+        images=image_repo,
+        indexes=indexes,
+        embedder=batcher,
+        model_id=embedder.MODEL_ID,
+        limiter=RateLimiter(rate_store or InMemoryRateLimitStore(), clock),
+        clock=clock,
+        image_limits=settings.image_limits,
+    )
+    return Services(settings, engine, clock, accounts, images, indexes, batcher, bootstrap_key)
