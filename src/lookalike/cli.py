@@ -23,7 +23,12 @@ CREDENTIALS_FILE = "admin-credentials.json"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings(data_dir=Path(args.data_dir), database_url=args.database_url or os.environ.get("LOOKALIKE_DATABASE_URL"))
+    model_cache = os.environ.get("LOOKALIKE_MODEL_CACHE_DIR")
+    return Settings(
+        data_dir=Path(args.data_dir),
+        database_url=args.database_url or os.environ.get("LOOKALIKE_DATABASE_URL"),
+        model_cache_dir=Path(model_cache) if model_cache else None,
+    )
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:

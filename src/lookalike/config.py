@@ -20,10 +20,11 @@ class Settings:
     embed_max_wait_ms: float = 3.0
     embed_threads: int | None = None
     admin_name: str = "admin"
+    model_cache_dir: Path | None = None  # default: <data_dir>/models
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def index_dir(self) -> Path:
