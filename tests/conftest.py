@@ -47,7 +47,13 @@ class Tenant:
 
 
 def make_tenant(
-    services: Services, name: str, instance_name: str, *, capacity: int = 1_000_000, qps: int = 1000, **qps_overrides: int
+    services: Services,
+    name: str,
+    instance_name: str,
+    *,
+    capacity: int = 1_000_000,
+    qps: int = 1000,
+    **qps_overrides: int,
 ) -> Tenant:
     account, key = services.accounts.create_account(name)
     instance = services.accounts.create_instance(

@@ -47,7 +47,9 @@ def load_photo(name: str) -> Image.Image:
     # Keep every side within the service limits (100-4096) while preserving the aspect ratio.
     if min(image.size) < 120:
         scale = 120 / min(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        image = image.resize(
+            (round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC
+        )
     return image
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from imagegen import make_photo
 from server import ServerProcess, cli_json
 
@@ -18,8 +19,18 @@ def test_kill9_mid_stream_loses_no_acknowledged_add(tmp_path: Path, model_cache:
     data_dir = tmp_path / "data"
     tenant = cli_json(data_dir, "admin", "create-account", "crashco")
     cli_json(
-        data_dir, "admin", "create-instance", "crashshop", "--account", tenant["account_id"],
-        "--capacity", "10000", "--qps", "100", "--add-qps", "1000",
+        data_dir,
+        "admin",
+        "create-instance",
+        "crashshop",
+        "--account",
+        tenant["account_id"],
+        "--capacity",
+        "10000",
+        "--qps",
+        "100",
+        "--add-qps",
+        "1000",
     )
     creds = (tenant["access_key_id"], tenant["access_key_secret"])
     pictures = {f"pic-{i:03d}": make_photo(320 + (i % 5) * 16, 240 + (i % 3) * 16, seed=i) for i in range(60)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from photos import encode, load_photo, rotate_10
 
 from conftest import Tenant, make_tenant
 from lookalike.clock import ManualClock
@@ -14,6 +13,7 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Attributes, AttributeUpdate
 from lookalike.service.container import Services, build_services
 from lookalike.service.images import SearchOptions
+from photos import encode, load_photo, rotate_10
 
 NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins")
 
@@ -36,7 +36,9 @@ def add_all(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> N
         )
 
 
-def test_add_then_search_finds_the_identical_picture_first(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_add_then_search_finds_the_identical_picture_first(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     add_all(services, tenant, pictures)
     result = services.images.search_by_pic(tenant.account, "shop", pictures["coffee"])
     assert result.hits[0].record.pic_name == "coffee"
@@ -48,19 +50,25 @@ def test_add_then_search_finds_the_identical_picture_first(services: Services, t
     assert result.pic_info is not None and result.pic_info.region.width > 0
 
 
-def test_edited_copy_finds_its_original(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_edited_copy_finds_its_original(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     add_all(services, tenant, pictures)
     edited = encode(rotate_10(load_photo("rocket")))
     assert services.images.search_by_pic(tenant.account, "shop", edited).hits[0].record.pic_name == "rocket"
 
 
-def test_overwrite_keeps_one_record_and_does_not_count_twice(services: Services, pictures: dict[str, bytes]) -> None:
+def test_overwrite_keeps_one_record_and_does_not_count_twice(
+    services: Services, pictures: dict[str, bytes]
+) -> None:
     tenant = make_tenant(services, "small", "tiny", capacity=2)
     add = services.images.add_image
     assert add(tenant.account, "tiny", product_id="a", pic_name="1", picture=pictures["coffee"]).created
     assert add(tenant.account, "tiny", product_id="a", pic_name="2", picture=pictures["rocket"]).created
     # Same key again: an overwrite, allowed at full capacity.
-    assert not add(tenant.account, "tiny", product_id="a", pic_name="1", picture=pictures["astronaut"]).created
+    assert not add(
+        tenant.account, "tiny", product_id="a", pic_name="1", picture=pictures["astronaut"]
+    ).created
     with pytest.raises(LookalikeError) as err:
         add(tenant.account, "tiny", product_id="b", pic_name="3", picture=pictures["camera"])
     assert err.value.code == "InstanceOverQuota"
@@ -70,15 +78,23 @@ def test_overwrite_keeps_one_record_and_does_not_count_twice(services: Services,
     assert (hit.record.pic_name, round(hit.score, 2)) == ("1", 1.0)
 
 
-def test_filters_category_distinct_threshold_and_paging(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_filters_category_distinct_threshold_and_paging(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     add_all(services, tenant, pictures)
     search = services.images.search_by_pic
-    odd = search(tenant.account, "shop", pictures["coffee"], SearchOptions(filter='str_attr = "odd"', num=100))
+    odd = search(
+        tenant.account, "shop", pictures["coffee"], SearchOptions(filter='str_attr = "odd"', num=100)
+    )
     assert {h.record.attributes.str_attr for h in odd.hits} == {"odd"}
     assert odd.matched == 3
-    ranged = search(tenant.account, "shop", pictures["coffee"], SearchOptions(filter="int_attr >= 2 AND int_attr < 4"))
+    ranged = search(
+        tenant.account, "shop", pictures["coffee"], SearchOptions(filter="int_attr >= 2 AND int_attr < 4")
+    )
     assert sorted(h.record.attributes.int_attr for h in ranged.hits) == [2, 3]
-    distinct = search(tenant.account, "shop", pictures["coffee"], SearchOptions(distinct_product_id=True, num=100))
+    distinct = search(
+        tenant.account, "shop", pictures["coffee"], SearchOptions(distinct_product_id=True, num=100)
+    )
     products = [h.record.product_id for h in distinct.hits]
     assert len(products) == len(set(products)) == 3
     strict = search(tenant.account, "shop", pictures["coffee"], SearchOptions(score_threshold="0.99"))
@@ -89,7 +105,9 @@ def test_filters_category_distinct_threshold_and_paging(services: Services, tena
     beyond = search(tenant.account, "shop", pictures["coffee"], SearchOptions(num=10, start=100))
     assert beyond.hits == []
     category = full.hits[0].record.category_id
-    same_category = search(tenant.account, "shop", pictures["coffee"], SearchOptions(category_id=category, num=100))
+    same_category = search(
+        tenant.account, "shop", pictures["coffee"], SearchOptions(category_id=category, num=100)
+    )
     assert {h.record.category_id for h in same_category.hits} == {category}
 
 
@@ -106,16 +124,27 @@ def test_search_by_name_and_by_filter(services: Services, tenant: Tenant, pictur
     assert len(rest.hits) == 1
 
 
-def test_update_attributes_without_reupload(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_update_attributes_without_reupload(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     add_all(services, tenant, pictures)
     services.images.update_image(
-        tenant.account, "shop", product_id="p1", pic_name="coffee",
+        tenant.account,
+        "shop",
+        product_id="p1",
+        pic_name="coffee",
         change=AttributeUpdate(int_attr=999, custom_content="updated"),
     )
     record = services.images.check_exists(tenant.account, "shop", "p1", "coffee")
     assert record is not None
-    assert (record.attributes.int_attr, record.custom_content, record.attributes.str_attr) == (999, "updated", "even")
-    hits = services.images.search_by_pic(tenant.account, "shop", pictures["coffee"], SearchOptions(filter="int_attr = 999"))
+    assert (record.attributes.int_attr, record.custom_content, record.attributes.str_attr) == (
+        999,
+        "updated",
+        "even",
+    )
+    hits = services.images.search_by_pic(
+        tenant.account, "shop", pictures["coffee"], SearchOptions(filter="int_attr = 999")
+    )
     assert [h.record.pic_name for h in hits.hits] == ["coffee"]
     with pytest.raises(LookalikeError) as err:
         services.images.update_image(
@@ -124,24 +153,38 @@ def test_update_attributes_without_reupload(services: Services, tenant: Tenant, 
     assert err.value.code == "PicNotExist"
 
 
-def test_delete_by_picture_product_and_filter(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_delete_by_picture_product_and_filter(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     add_all(services, tenant, pictures)
     delete = services.images.delete_images
     assert delete(tenant.account, "shop", product_id="p1", pic_name="coffee") == ["coffee"]
     assert sorted(delete(tenant.account, "shop", product_id="p0")) == ["astronaut", "chelsea"]
-    assert sorted(delete(tenant.account, "shop", filter='str_attr = "odd"', by_filter=True)) == ["camera"] or True
-    remaining = {h.record.pic_name for h in services.images.search_by_pic(tenant.account, "shop", pictures["coffee"], SearchOptions(num=100)).hits}
+    assert (
+        sorted(delete(tenant.account, "shop", filter='str_attr = "odd"', by_filter=True)) == ["camera"]
+        or True
+    )
+    remaining = {
+        h.record.pic_name
+        for h in services.images.search_by_pic(
+            tenant.account, "shop", pictures["coffee"], SearchOptions(num=100)
+        ).hits
+    }
     assert "coffee" not in remaining and "astronaut" not in remaining and "chelsea" not in remaining
     assert {"rocket", "camera", "coins"} >= remaining
     assert services.images.check_exists(tenant.account, "shop", "p1", "coffee") is None
     assert delete(tenant.account, "shop", product_id="nothing-here") == []
 
 
-def test_delete_by_filter_returns_names_and_they_are_gone(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_delete_by_filter_returns_names_and_they_are_gone(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     add_all(services, tenant, pictures)
     deleted = services.images.delete_images(tenant.account, "shop", filter='str_attr = "odd"', by_filter=True)
     assert sorted(deleted) == sorted(n for i, n in enumerate(NAMES) if i % 2 == 1)
-    hits = services.images.search_by_pic(tenant.account, "shop", pictures["chelsea"], SearchOptions(num=100)).hits
+    hits = services.images.search_by_pic(
+        tenant.account, "shop", pictures["chelsea"], SearchOptions(num=100)
+    ).hits
     assert {h.record.attributes.str_attr for h in hits} == {"even"}
     with pytest.raises(LookalikeError) as err:
         services.images.delete_images(tenant.account, "shop", filter="int_attr >", by_filter=True)
@@ -150,13 +193,22 @@ def test_delete_by_filter_returns_names_and_they_are_gone(services: Services, te
 
 def test_compare_scores(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
     same = services.images.compare(tenant.account, "shop", pictures["coffee"], pictures["coffee"])
-    edited = services.images.compare(tenant.account, "shop", pictures["coffee"], encode(rotate_10(load_photo("coffee"))))
-    different = services.images.compare(tenant.account, "shop", pictures["coffee"], pictures["moon"] if "moon" in pictures else pictures["coins"])
+    edited = services.images.compare(
+        tenant.account, "shop", pictures["coffee"], encode(rotate_10(load_photo("coffee")))
+    )
+    different = services.images.compare(
+        tenant.account,
+        "shop",
+        pictures["coffee"],
+        pictures["moon"] if "moon" in pictures else pictures["coins"],
+    )
     assert same == pytest.approx(1.0, abs=1e-3)
     assert 0.0 <= different < edited < same + 1e-6
 
 
-def test_other_tenants_instance_answers_like_unknown(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_other_tenants_instance_answers_like_unknown(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     other = make_tenant(services, "rival", "rival-shop")
     for name in ("shop", "does-not-exist"):
         with pytest.raises(LookalikeError) as err:
@@ -164,14 +216,18 @@ def test_other_tenants_instance_answers_like_unknown(services: Services, tenant:
         assert err.value.code == "InvalidInstance"
 
 
-def test_rate_limits_follow_the_injected_clock(services: Services, clock: ManualClock, pictures: dict[str, bytes]) -> None:
+def test_rate_limits_follow_the_injected_clock(
+    services: Services, clock: ManualClock, pictures: dict[str, bytes]
+) -> None:
     account, _ = services.accounts.create_account("limited")
     services.accounts.create_instance(account.id, "slow", capacity=100_000, search_qps=2)
     add = services.images.add_image
     add(account, "slow", product_id="a", pic_name="1", picture=pictures["coffee"])
     with pytest.raises(LookalikeError) as err:  # 100k package: 1 add per second
         add(account, "slow", product_id="a", pic_name="2", picture=pictures["coffee"])
-    assert err.value.code == "DeniedRequest" and err.value.retry_after is not None and err.value.retry_after > 0
+    assert (
+        err.value.code == "DeniedRequest" and err.value.retry_after is not None and err.value.retry_after > 0
+    )
     clock.advance(timedelta(seconds=1))
     add(account, "slow", product_id="a", pic_name="2", picture=pictures["coffee"])
     search = services.images.search_by_pic
@@ -183,7 +239,9 @@ def test_rate_limits_follow_the_injected_clock(services: Services, clock: Manual
     search(account, "slow", pictures["coffee"])
 
 
-def test_paging_and_category_validation(services: Services, tenant: Tenant, pictures: dict[str, bytes]) -> None:
+def test_paging_and_category_validation(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
     for options, code in [
         (SearchOptions(num=101), "OverflowMaxReturnNum"),
         (SearchOptions(num=0), "InvalidNumParameter"),
@@ -198,7 +256,9 @@ def test_paging_and_category_validation(services: Services, tenant: Tenant, pict
         assert err.value.code == code, options
 
 
-def test_index_survives_restart_and_is_rebuilt_from_sql(settings: Settings, clock: ManualClock, pictures: dict[str, bytes]) -> None:
+def test_index_survives_restart_and_is_rebuilt_from_sql(
+    settings: Settings, clock: ManualClock, pictures: dict[str, bytes]
+) -> None:
     first = build_services(settings, clock=clock, background=False)
     tenant = make_tenant(first, "acme", "shop")
     add_all(first, tenant, pictures)
@@ -206,7 +266,9 @@ def test_index_survives_restart_and_is_rebuilt_from_sql(settings: Settings, cloc
     first.close()  # saves the index
 
     second = build_services(settings, clock=clock, background=False)
-    hits = second.images.search_by_pic(tenant.account, "shop", pictures["rocket"], SearchOptions(num=100)).hits
+    hits = second.images.search_by_pic(
+        tenant.account, "shop", pictures["rocket"], SearchOptions(num=100)
+    ).hits
     assert hits[0].record.pic_name == "rocket" and "coffee" not in {h.record.pic_name for h in hits}
     second.close()
 

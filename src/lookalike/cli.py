@@ -105,7 +105,11 @@ def cmd_create_account(args: argparse.Namespace) -> int:
 
 def cmd_create_key(args: argparse.Namespace) -> int:
     key = _accounts(args).create_access_key(args.account)
-    payload = {"account_id": key.account_id, "access_key_id": key.access_key_id, "access_key_secret": key.access_key_secret}
+    payload = {
+        "account_id": key.account_id,
+        "access_key_id": key.access_key_id,
+        "access_key_secret": key.access_key_secret,
+    }
     _emit(args, payload, "\n".join(f"{k}: {v}" for k, v in payload.items()))
     return 0
 
@@ -119,7 +123,11 @@ def cmd_disable_key(args: argparse.Namespace) -> int:
 def cmd_list_accounts(args: argparse.Namespace) -> int:
     found = _accounts(args).list_accounts()
     rows = [{"account_id": a.id, "name": a.name, "is_admin": a.is_admin} for a in found]
-    _emit(args, {"accounts": rows}, "\n".join(f"{r['account_id']}  {r['name']}{'  (admin)' if r['is_admin'] else ''}" for r in rows))
+    _emit(
+        args,
+        {"accounts": rows},
+        "\n".join(f"{r['account_id']}  {r['name']}{'  (admin)' if r['is_admin'] else ''}" for r in rows),
+    )
     return 0
 
 
@@ -153,7 +161,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     key_id = args.key_id or os.environ.get("LOOKALIKE_ACCESS_KEY_ID")
     secret = args.secret or os.environ.get("LOOKALIKE_ACCESS_KEY_SECRET")
     if not key_id or not secret:
-        print("import needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET", file=sys.stderr)
+        print(
+            "import needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET",
+            file=sys.stderr,
+        )
         return 2
     summary = run_import(
         source=Path(args.source),
@@ -165,14 +176,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
     )
-    print(json.dumps(summary) if args.json else f"imported {summary['added']}, skipped {summary['skipped']}, failed {summary['failed']}")
+    print(
+        json.dumps(summary)
+        if args.json
+        else f"imported {summary['added']}, skipped {summary['skipped']}, failed {summary['failed']}"
+    )
     return 0 if summary["failed"] == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Self-hosted image search.")
     parser.add_argument("--data-dir", default=os.environ.get("LOOKALIKE_DATA_DIR", "./data"))
-    parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)")
+    parser.add_argument(
+        "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir_option(p: argparse.ArgumentParser) -> None:

@@ -72,7 +72,12 @@ def items_from_manifest(manifest: Path) -> Iterator[ImportItem]:
                 if not path.is_absolute():
                     path = manifest.parent / path
                 fields = {k: entry[k] for k in ATTRIBUTE_FIELDS if k in entry}
-                yield ImportItem(path, str(entry.get("product_id") or path.stem), str(entry.get("pic_name") or path.name), fields)
+                yield ImportItem(
+                    path,
+                    str(entry.get("product_id") or path.stem),
+                    str(entry.get("pic_name") or path.name),
+                    fields,
+                )
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{manifest}:{number}: bad manifest line ({exc})") from exc
 
@@ -125,7 +130,9 @@ def _send(client: httpx.Client, instance: str, item: ImportItem) -> str | None:
         if response.status_code == 200:
             return None
         if response.status_code == 429 or response.status_code >= 500:
-            time.sleep(float(response.headers.get("retry-after", "1")) if response.status_code == 429 else 1.0)
+            time.sleep(
+                float(response.headers.get("retry-after", "1")) if response.status_code == 429 else 1.0
+            )
             error = f"HTTP {response.status_code}"
             continue
         try:

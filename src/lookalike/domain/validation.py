@@ -27,7 +27,9 @@ def validate_paging(num: int, start: int) -> None:
             f"The specified number of results for each request exceeds the maximum of {MAX_NUM}.",
         )
     if start < 0 or start > MAX_START:
-        raise LookalikeError(e.INVALID_START, f"The specified parameter start is invalid: {start} (0-{MAX_START}).")
+        raise LookalikeError(
+            e.INVALID_START, f"The specified parameter start is invalid: {start} (0-{MAX_START})."
+        )
     if start + num > MAX_RESULT_WINDOW:
         raise LookalikeError(
             e.OVERFLOW_MAX_RESULT_NUM,
@@ -42,7 +44,9 @@ def parse_score_threshold(value: str | float | None) -> float:
     try:
         threshold = float(value)
     except (TypeError, ValueError):
-        raise LookalikeError(e.INVALID_SCORE_THRESHOLD, f"ScoreThreshold must be a number, got {value!r}.") from None
+        raise LookalikeError(
+            e.INVALID_SCORE_THRESHOLD, f"ScoreThreshold must be a number, got {value!r}."
+        ) from None
     if not 0.0 <= threshold <= 1.0:
         raise LookalikeError(e.INVALID_SCORE_THRESHOLD, f"ScoreThreshold must lie in [0, 1], got {value!r}.")
     return threshold
@@ -70,7 +74,9 @@ def validate_pic_name(pic_name: str) -> None:
 
 def validate_custom_content(value: str) -> None:
     if len(value) > MAX_CUSTOM_CONTENT:
-        raise LookalikeError(e.INVALID_CUSTOM_CONTENT, f"CustomContent exceeds {MAX_CUSTOM_CONTENT} characters.")
+        raise LookalikeError(
+            e.INVALID_CUSTOM_CONTENT, f"CustomContent exceeds {MAX_CUSTOM_CONTENT} characters."
+        )
 
 
 def _slot_code(base: str, slot: int) -> str:
@@ -79,7 +85,9 @@ def _slot_code(base: str, slot: int) -> str:
 
 def validate_int_attr(value: int, slot: int) -> None:
     if not INT64_MIN <= value <= INT64_MAX:
-        raise LookalikeError(_slot_code(e.INVALID_INT_ATTR, slot), f"IntAttr{'' if slot == 1 else slot} is out of range.")
+        raise LookalikeError(
+            _slot_code(e.INVALID_INT_ATTR, slot), f"IntAttr{'' if slot == 1 else slot} is out of range."
+        )
 
 
 def validate_str_attr(value: str, slot: int) -> None:
@@ -93,7 +101,8 @@ def validate_str_attr(value: str, slot: int) -> None:
 def validate_category(category_id: int) -> None:
     if category_id not in CATEGORY_IDS:
         raise LookalikeError(
-            e.INVALID_CATEGORY, f"The specified category {category_id} is invalid; use one of {sorted(CATEGORY_IDS)}."
+            e.INVALID_CATEGORY,
+            f"The specified category {category_id} is invalid; use one of {sorted(CATEGORY_IDS)}.",
         )
 
 
@@ -103,4 +112,6 @@ def validate_instance_name(name: str) -> None:
             e.INVALID_INSTANCE_NAME, f"Instance names are 1-{MAX_INSTANCE_NAME} characters, got {len(name)}."
         )
     if not all(c.isalnum() or c in "-_" for c in name) or not name.isascii():
-        raise LookalikeError(e.INVALID_INSTANCE_NAME, "Instance names use ASCII letters, digits, '-' and '_'.")
+        raise LookalikeError(
+            e.INVALID_INSTANCE_NAME, "Instance names use ASCII letters, digits, '-' and '_'."
+        )

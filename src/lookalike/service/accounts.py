@@ -124,7 +124,12 @@ class AccountService:
         self.get_account(account_id)
         if capacity < 1:
             raise LookalikeError(e.INVALID_PARAMETER, "Capacity must be at least 1 picture.")
-        for label, qps in (("search", search_qps), ("add", add_qps), ("delete", delete_qps), ("update", update_qps)):
+        for label, qps in (
+            ("search", search_qps),
+            ("add", add_qps),
+            ("delete", delete_qps),
+            ("update", update_qps),
+        ):
             if qps is not None and qps < 1:
                 raise LookalikeError(e.INVALID_PARAMETER, f"The {label} QPS must be at least 1.")
         return self._instances.create(

@@ -50,7 +50,10 @@ def open_database(settings: Settings) -> Engine:
 
 def build_account_service(settings: Settings, engine: Engine, clock: Clock) -> AccountService:
     return AccountService(
-        AccountRepository(engine), InstanceRepository(engine), SecretBox.from_data_dir(settings.data_dir), clock
+        AccountRepository(engine),
+        InstanceRepository(engine),
+        SecretBox.from_data_dir(settings.data_dir),
+        clock,
     )
 
 
@@ -68,10 +71,14 @@ def build_services(
 
     embedder = EfficientNetEmbedder(settings.models_dir, intra_op_threads=settings.embed_threads)
     embedder.load()
-    batcher = MicroBatcher(embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms)
+    batcher = MicroBatcher(
+        embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms
+    )
 
     image_repo = ImageRepository(engine)
-    indexes = IndexManager(settings.index_dir, image_repo, embedder.DIM, exact_below=settings.index_exact_below)
+    indexes = IndexManager(
+        settings.index_dir, image_repo, embedder.DIM, exact_below=settings.index_exact_below
+    )
     # Catch every index up with the change log now, so the first search after a crash is complete.
     for instance_id in InstanceRepository(engine).list_all_ids():
         indexes.get(instance_id)

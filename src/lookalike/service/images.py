@@ -145,16 +145,19 @@ class ImageService:
         category_id: int | None = None,
         crop: bool = True,
         region: str | None = None,
-        attributes: Attributes = Attributes(),
+        attributes: Attributes | None = None,
         custom_content: str = "",
     ) -> AddResult:
         validate_key(product_id, pic_name)
+        attributes = attributes or Attributes()
         validate_attributes(attributes)
         validate_custom_content(custom_content)
         if category_id is not None:
             validate_category(category_id)
         instance = self._instance(account, instance_name, Operation.ADD)
-        analysis = self._analyze(picture, region=region, crop=crop, instance=instance, category_id=category_id)
+        analysis = self._analyze(
+            picture, region=region, crop=crop, instance=instance, category_id=category_id
+        )
         record = NewImage(
             product_id=product_id,
             pic_name=pic_name,
@@ -166,7 +169,9 @@ class ImageService:
             model_id=self._model_id,
         )
         with self._indexes.writing(instance.id) as index:
-            written = self._images.upsert(instance.id, record, capacity=instance.capacity, now=self._clock.now())
+            written = self._images.upsert(
+                instance.id, record, capacity=instance.capacity, now=self._clock.now()
+            )
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created)
 
@@ -174,17 +179,23 @@ class ImageService:
         self, account: Account, instance_name: str, *, product_id: str, pic_name: str, change: AttributeUpdate
     ) -> None:
         validate_key(product_id, pic_name)
-        for slot, value in enumerate((change.int_attr, change.int_attr2, change.int_attr3, change.int_attr4), 1):
+        for slot, value in enumerate(
+            (change.int_attr, change.int_attr2, change.int_attr3, change.int_attr4), 1
+        ):
             if value is not None:
                 validate_int_attr(value, slot)
-        for slot, text in enumerate((change.str_attr, change.str_attr2, change.str_attr3, change.str_attr4), 1):
+        for slot, text in enumerate(
+            (change.str_attr, change.str_attr2, change.str_attr3, change.str_attr4), 1
+        ):
             if text is not None:
                 validate_str_attr(text, slot)
         if change.custom_content is not None:
             validate_custom_content(change.custom_content)
         instance = self._instance(account, instance_name, Operation.UPDATE)
         if not change.changed():
-            raise LookalikeError(e.INVALID_PARAMETER, "Nothing to update: give an attribute or CustomContent.")
+            raise LookalikeError(
+                e.INVALID_PARAMETER, "Nothing to update: give an attribute or CustomContent."
+            )
         # Attributes live only in SQL (filters are evaluated there), so the index is untouched.
         if not self._images.update_attributes(instance.id, product_id, pic_name, change, self._clock.now()):
             raise LookalikeError(e.PIC_NOT_EXIST, "The specified image does not exist.")
@@ -255,7 +266,9 @@ class ImageService:
         if record is None or vector is None:
             raise LookalikeError(e.PIC_NOT_EXIST, "The search picture does not exist.")
         hits, matched = self._vector_search(instance, vector, options, node, threshold)
-        info = PicInfo(record.category_id, _parse_box(record.region), [_parse_box(record.region)], all_categories())
+        info = PicInfo(
+            record.category_id, _parse_box(record.region), [_parse_box(record.region)], all_categories()
+        )
         return SearchResult(hits, matched, _elapsed_ms(started), info)
 
     def search_by_filter(
@@ -350,10 +363,9 @@ class ImageService:
 
 
 def _elapsed_ms(started: float) -> int:
-    return int(round((time.perf_counter() - started) * 1000))
+    return round((time.perf_counter() - started) * 1000)
 
 
 def _parse_box(region: str) -> Box:
     x1, x2, y1, y2 = (int(p) for p in region.split(","))
     return Box(x1, x2, y1, y2)
-

@@ -49,6 +49,7 @@ class RateLimiter:
         if not decision.allowed:
             raise LookalikeError(
                 e.DENIED_REQUEST,
-                f"Your request was denied due to instance flow control ({operation.value}: {rate:g} per second).",
+                "Your request was denied due to instance flow control "
+                f"({operation.value}: {rate:g} per second).",
                 retry_after=decision.retry_after,
             )

@@ -113,7 +113,9 @@ class AccountRepository:
     def list_access_keys(self, account_id: str) -> list[AccessKey]:
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(access_keys).where(access_keys.c.account_id == account_id).order_by(access_keys.c.created_at)
+                select(access_keys)
+                .where(access_keys.c.account_id == account_id)
+                .order_by(access_keys.c.created_at)
             ).all()
         return [AccessKey(r.id, r.account_id, bool(r.disabled), _utc(r.created_at)) for r in rows]
 
@@ -153,7 +155,9 @@ class InstanceRepository:
             with self._engine.begin() as conn:
                 conn.execute(insert(instances).values(**values))
         except IntegrityError as exc:
-            raise LookalikeError(INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists.") from exc
+            raise LookalikeError(
+                INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists."
+            ) from exc
         return self.get(str(values["id"])) or _never()
 
     def get(self, instance_id: str) -> Instance | None:

@@ -182,7 +182,9 @@ class ImageRepository:
             return {}
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(*_RECORD_COLUMNS).where(images.c.instance_id == instance_id, images.c.id.in_(list(ids)))
+                select(*_RECORD_COLUMNS).where(
+                    images.c.instance_id == instance_id, images.c.id.in_(list(ids))
+                )
             ).all()
         return {int(r.id): _record(r) for r in rows}
 
@@ -294,9 +296,7 @@ class ImageRepository:
                     live[int(row.id)] = row.embedding
         upsert_ids = np.fromiter(live.keys(), dtype=np.int64, count=len(live))
         vectors = (
-            np.stack([blob_to_vector(b) for b in live.values()])
-            if live
-            else np.empty((0, dim), np.float32)
+            np.stack([blob_to_vector(b) for b in live.values()]) if live else np.empty((0, dim), np.float32)
         )
         gone = np.fromiter((i for i in touched_ids if i not in live), dtype=np.int64)
         return ChangeBatch(upsert_ids, vectors, gone, last_seq)

@@ -24,7 +24,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app = FastAPI(
         title="Lookalike",
         version=__version__,
-        description="Self-hosted image search. Authenticate with HTTP Basic: AccessKeyId as user, secret as password.",
+        description=(
+            "Self-hosted image search. Authenticate with HTTP Basic: AccessKeyId as user, secret as password."
+        ),
         lifespan=lifespan,
     )
     app.state.services = services
@@ -32,7 +34,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     max_body = services.settings.image_limits.max_bytes * 2 + 1024 * 1024
 
     @app.middleware("http")
-    async def limit_body_and_tag(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def limit_body_and_tag(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         rid = request_id(request)
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:

@@ -24,7 +24,9 @@ def services(request: Request) -> Services:
 
 def parse_basic(header: str | None) -> tuple[str, str]:
     if not header:
-        raise LookalikeError(e.MISSING_CREDENTIALS, "Send 'Authorization: Basic base64(AccessKeyId:AccessKeySecret)'.")
+        raise LookalikeError(
+            e.MISSING_CREDENTIALS, "Send 'Authorization: Basic base64(AccessKeyId:AccessKeySecret)'."
+        )
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
         raise LookalikeError(e.MISSING_CREDENTIALS, "Only the Basic scheme is accepted on the native API.")
@@ -34,7 +36,9 @@ def parse_basic(header: str | None) -> tuple[str, str]:
         raise LookalikeError(e.MISSING_CREDENTIALS, "The Basic credentials are not valid base64.") from None
     key_id, sep, secret = decoded.partition(":")
     if not sep or not key_id:
-        raise LookalikeError(e.MISSING_CREDENTIALS, "The Basic credentials need 'AccessKeyId:AccessKeySecret'.")
+        raise LookalikeError(
+            e.MISSING_CREDENTIALS, "The Basic credentials need 'AccessKeyId:AccessKeySecret'."
+        )
     return key_id, secret
 
 

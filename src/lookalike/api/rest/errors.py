@@ -26,9 +26,13 @@ def request_id(request: Request) -> str:
     return new_id
 
 
-def error_response(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        {"code": code, "message": message, "request_id": request_id(request)}, status_code=status, headers=headers
+        {"code": code, "message": message, "request_id": request_id(request)},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -48,13 +52,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()[:5]
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', '')}"
+            for err in exc.errors()[:5]
         )
         return error_response(request, 400, e.INVALID_PARAMETER, problems or "Invalid request.")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}.get(exc.status_code, "HttpError")
+        code = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}.get(
+            exc.status_code, "HttpError"
+        )
         return error_response(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

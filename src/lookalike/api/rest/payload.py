@@ -73,14 +73,32 @@ class Payload:
             raise LookalikeError(e.INVALID_PIC_CONTENT, f"{base64_field} is not valid base64.") from None
 
     def attributes(self) -> Attributes:
-        ints = [self.integer(n, code=c) for n, c in _INT_FIELDS]
-        strs = [self.text(n) for n in _STR_FIELDS]
-        return Attributes(*(v or 0 for v in ints), *(s or "" for s in strs))
+        update = self.attribute_update()
+        return Attributes(
+            int_attr=update.int_attr or 0,
+            int_attr2=update.int_attr2 or 0,
+            int_attr3=update.int_attr3 or 0,
+            int_attr4=update.int_attr4 or 0,
+            str_attr=update.str_attr or "",
+            str_attr2=update.str_attr2 or "",
+            str_attr3=update.str_attr3 or "",
+            str_attr4=update.str_attr4 or "",
+        )
 
     def attribute_update(self) -> AttributeUpdate:
-        ints = [self.integer(n, code=c) for n, c in _INT_FIELDS]
-        strs = [self.text(n) for n in _STR_FIELDS]
-        return AttributeUpdate(*ints, *strs, custom_content=self.text("custom_content"))
+        ints = {name: self.integer(name, code=code) for name, code in _INT_FIELDS}
+        strs = {name: self.text(name) for name in _STR_FIELDS}
+        return AttributeUpdate(
+            int_attr=ints["int_attr"],
+            int_attr2=ints["int_attr2"],
+            int_attr3=ints["int_attr3"],
+            int_attr4=ints["int_attr4"],
+            str_attr=strs["str_attr"],
+            str_attr2=strs["str_attr2"],
+            str_attr3=strs["str_attr3"],
+            str_attr4=strs["str_attr4"],
+            custom_content=self.text("custom_content"),
+        )
 
 
 _INT_FIELDS = [

@@ -62,7 +62,8 @@ def pic_info_json(info: PicInfo | None) -> dict[str, Any] | None:
 def search_json(result: SearchResult, *, with_scores: bool = True) -> dict[str, Any]:
     return {
         "results": [
-            {**record_json(h.record), **({"score": round(h.score, 6)} if with_scores else {})} for h in result.hits
+            {**record_json(h.record), **({"score": round(h.score, 6)} if with_scores else {})}
+            for h in result.hits
         ],
         "returned": len(result.hits),
         "matched": result.matched,
@@ -166,7 +167,9 @@ async def image_exists(request: Request, name: str, account: AccountDep) -> dict
     payload = await read_payload(request)
     svc = services(request).images
     record = await run_in_threadpool(
-        lambda: svc.check_exists(account, name, payload.text("product_id") or "", payload.text("pic_name") or "")
+        lambda: svc.check_exists(
+            account, name, payload.text("product_id") or "", payload.text("pic_name") or ""
+        )
     )
     return {"exists": record is not None, "image": record_json(record) if record else None}
 
@@ -195,7 +198,11 @@ async def search_by_name(request: Request, name: str, account: AccountDep) -> di
     svc = services(request).images
     result = await run_in_threadpool(
         lambda: svc.search_by_name(
-            account, name, payload.text("product_id") or "", payload.text("pic_name") or "", search_options(payload)
+            account,
+            name,
+            payload.text("product_id") or "",
+            payload.text("pic_name") or "",
+            search_options(payload),
         )
     )
     return search_json(result)
@@ -207,7 +214,9 @@ async def search_by_filter(request: Request, name: str, account: AccountDep) -> 
     options = search_options(payload)
     svc = services(request).images
     result = await run_in_threadpool(
-        lambda: svc.search_by_filter(account, name, payload.text("filter"), num=options.num, start=options.start)
+        lambda: svc.search_by_filter(
+            account, name, payload.text("filter"), num=options.num, start=options.start
+        )
     )
     return search_json(result, with_scores=False)
 
@@ -244,7 +253,11 @@ async def admin_create_account(request: Request, _admin: AdminDep) -> dict[str, 
 @router.post("/admin/accounts/{account_id}/keys", tags=["admin"])
 def admin_create_key(request: Request, account_id: str, _admin: AdminDep) -> dict[str, Any]:
     key = services(request).accounts.create_access_key(account_id)
-    return {"account_id": account_id, "access_key_id": key.access_key_id, "access_key_secret": key.access_key_secret}
+    return {
+        "account_id": account_id,
+        "access_key_id": key.access_key_id,
+        "access_key_secret": key.access_key_secret,
+    }
 
 
 @router.post("/admin/keys/{key_id}/disable", tags=["admin"])

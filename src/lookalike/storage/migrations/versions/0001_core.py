@@ -54,8 +54,14 @@ def upgrade() -> None:
         sa.Column("product_id", sa.String(512), nullable=False),
         sa.Column("pic_name", sa.String(512), nullable=False),
         sa.Column("category_id", sa.Integer, nullable=False),
-        *[sa.Column(n, sa.BigInteger, nullable=False) for n in ("int_attr", "int_attr2", "int_attr3", "int_attr4")],
-        *[sa.Column(n, sa.String(128), nullable=False) for n in ("str_attr", "str_attr2", "str_attr3", "str_attr4")],
+        *[
+            sa.Column(n, sa.BigInteger, nullable=False)
+            for n in ("int_attr", "int_attr2", "int_attr3", "int_attr4")
+        ],
+        *[
+            sa.Column(n, sa.String(128), nullable=False)
+            for n in ("str_attr", "str_attr2", "str_attr3", "str_attr4")
+        ],
         sa.Column("custom_content", sa.Text, nullable=False),
         sa.Column("region", sa.String(64), nullable=False),
         sa.Column("embedding", sa.LargeBinary, nullable=False),
