@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFile
+
 from imagegen import (
     encode,
     exif_rotated_jpeg,
@@ -20,8 +22,6 @@ from imagegen import (
     png_bomb,
     truncated_jpeg,
 )
-from PIL import Image, ImageFile
-
 from lookalike.domain.errors import (
     INVALID_PIC_CONTENT,
     NO_SPECIFIED_PIC_CONTENT,
