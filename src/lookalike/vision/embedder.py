@@ -34,18 +34,22 @@ GeM p=3 and p=4 are the only features with a clear positive worst-case margin; p
 larger mean margin, so it wins. Squashing beats centre-cropping because a centre crop throws
 away the very borders that distinguish a bordered or rotated copy, and the hardest query
 (the 102 px ``microaneurysms`` with a 40 px text border) needs the whole frame. Trimming
-uniform borders before embedding helped the distractor setting slightly but broke consistency
-for originals that have a uniform natural background, so it is not used. Remaining misses in
+uniform borders before embedding helped the distractor setting slightly, but with squashing
+it made a crop miss (an original's natural dark surround is trimmed differently from its
+crop's) and it never beat the untrimmed worst-case margin, so it is not used. Remaining misses in
 R@1+d are same-edit collisions between grayscale textures (grass/gravel rotated or bordered):
 edit artefacts dominate global descriptors of low-content images.
 
-Speed on the (shared, 2-core) development machine with 2 intra-op threads, best of 3:
-network ~9-12 ms/image at batch 1 and batch 16, preprocessing ~2.5 ms/image (up to 7 ms for a
-1411x1411 input); with other jobs on the machine whole ``embed`` calls measured 20-40 ms/image.
+Speed, 2 intra-op threads on the shared 2-core development machine (best of N / median):
+network alone 5.7 / 6.2 ms at batch 1 and 4.5 / 5.6 ms per image at batch 16; a whole
+``embed`` of a 451x300 photo 5.9 / 6.3 ms at batch 1 and 6.2 / 8.1 ms per image at batch 16.
+Preprocessing is 1-3 ms per typical photo, up to 7 ms for a 1411x1411 input. While other jobs
+loaded the machine, the same calls measured 20-40 ms per image.
 
-Preprocessing: RGB, whole image squashed (not cropped) to 224x224, bilinear with antialiasing (PIL), then
-``(pixel - 127) / 128`` per channel (the TF-Lite EfficientNet normalization the weights were
-trained with, see :mod:`lookalike.vision.efficientnet`).
+Preprocessing: convert to RGB, squash the whole image (no crop) to 224x224 with PIL bilinear
+(antialiased, ``reducing_gap=3``), then ``(pixel - 127) / 128`` per channel: the TF-Lite
+EfficientNet normalization these weights were trained with (see
+:mod:`lookalike.vision.efficientnet`).
 """
 
 from __future__ import annotations
