@@ -26,6 +26,11 @@ Input preprocessing expected by these weights (TF Lite builder: mean 127, std 12
 RGB, NCHW float32): ``x = (pixel - 127) / 128``. Checked against ImageNet-mean/std
 normalization on sample photos: the [-1, 1] scaling gives the confident, correct top-1.
 
+Verified once during development (not at run time): against ``torch.load`` of the same file
+(all 296 tensors bit-identical), and the graph against two torch implementations fed the same
+weights — a hand-written lukemelas-style module and timm's ``tf_efficientnet_lite0`` — max
+|logit difference| 8.6e-6, max feature-map difference 1.9e-5 on random inputs.
+
 Graph I/O: input ``image`` float32 (N, 3, 224, 224) with dynamic N; outputs ``features``
 (N, 1280, 7, 7) — the final ReLU6 feature map before pooling — and ``logits`` (N, 1000).
 """
