@@ -197,6 +197,10 @@ def test_filtered_search(tmp_path: Path, rng: np.random.Generator, mode: str) ->
     small = set(rng.choice(2000, 20, replace=False).tolist())
     for q in qs[:5]:
         assert_exact(index, model, q, 10, small)
+    # Duplicated allowed ids never duplicate hits.
+    dup = np.repeat(np.array(sorted(small), np.int64), 3)
+    got, _ = index.search(qs[0], 10, dup)
+    assert len(got) == len(set(got.tolist())) == 10
     # Empty filter → empty result.
     assert len(index.search(qs[0], 10, np.array([], np.int64))[0]) == 0
 
