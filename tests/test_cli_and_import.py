@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from imagegen import make_photo
 from server import LOOKALIKE, ServerProcess, cli_json
 

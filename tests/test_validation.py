@@ -29,7 +29,9 @@ def test_paging_accepts_exactly_the_documented_window(num: int, start: int) -> N
             assert err.code == "OverflowMaxResultNum"
 
 
-@pytest.mark.parametrize("value,expected", [(None, 0.0), ("", 0.0), ("0.00", 0.0), ("0.85", 0.85), ("1.00", 1.0)])
+@pytest.mark.parametrize(
+    "value,expected", [(None, 0.0), ("", 0.0), ("0.00", 0.0), ("0.85", 0.85), ("1.00", 1.0)]
+)
 def test_score_threshold(value: str | None, expected: float) -> None:
     assert parse_score_threshold(value) == expected
 
