@@ -1,2 +1,3 @@
 """Lookalike: self-hosted image search."""
+
 __version__ = "0.1.0"
