@@ -1,0 +1,777 @@
+"""End-to-end benchmark of a real `lookalike serve` process over loopback HTTP.
+
+What is measured (everything goes to 127.0.0.1 only):
+
+* **Ingest**: N distinct real pictures (random crops / scales / flips / colour jitter of the offline
+  scikit-image photos, 400-640 px, JPEG q90, made in memory) POSTed as multipart to
+  ``/v1/instances/NAME/images`` by 1 and then 4 concurrent clients: images/s and per-request
+  p50/p95/p99. Baseline in the same run: the model alone (``EfficientNetEmbedder.embed`` on the
+  same decoded pictures, batch 1 and 16) in this process while the server is idle, so the ratio
+  shows what HTTP + decode + subject crop + SQL + index add on top of the network.
+* **Scale**: the instance is filled to each ``--sizes`` with SYNTHETIC embeddings drawn around the
+  real embeddings of the ingested pictures (a mixture: real vector + isotropic Gaussian noise,
+  L2-normalized, noise sized so a synthetic point's cosine to its parent equals the median
+  nearest-neighbour cosine among the real pictures). They are written straight into SQL with the
+  columns, blob format (``vector_to_blob``) and MODEL_ID the service writes, plus their change-log
+  rows, while the server is stopped. The index directory is then deleted, so the next start
+  replays the whole change log and builds the index (HNSW at >= 20k): that cold start is timed,
+  and a warm restart (saved index) too.
+* **Search**: edited copies (tests/photos.py EDITS) of ingested real pictures POSTed to
+  ``/search/picture`` (num=10) by 1, 4 and 16 concurrent clients for ``--duration`` s each:
+  QPS, p50/p95/p99, errors, recall@1 (the edited picture's original is the top hit), recall@10,
+  and same-photo@1 (the top hit is a picture, or a synthetic point drawn around a picture, cut
+  from the same source photo). A small ingest at that size shows how adds scale.
+* **RSS** (VmRSS, VmHWM from /proc) of the server after start and after the searches.
+* **Where the time goes**: the stages of one search, timed in this process on the same queries
+  against the same data (decode, subject crop, preprocess, network, index search, hydrate), and a
+  py-spy sample of the server under 4 clients (an extra, unmeasured run), if py-spy is installed.
+
+The load generator runs on the same (2-core) machine as the server and takes CPU from it; the
+index alone is benchmarked by bench/index_bench.py.
+
+Usage: .venv/bin/python bench/e2e_bench.py [--sizes 10000,100000] [--ingest 2000] [--duration 20]
+       [--clients 1,4,16] [--out bench/results/e2e_bench.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import faiss
+import httpx
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageEnhance, ImageOps
+from sqlalchemy import func, insert, select
+
+from lookalike.service.index_manager import IndexManager
+from lookalike.storage.db import make_engine, sqlite_url
+from lookalike.storage.images_repo import ImageRepository, blob_to_vector, vector_to_blob
+from lookalike.storage.tables import changes, images
+from lookalike.vision.categories import predict_category
+from lookalike.vision.decode import decode_image
+from lookalike.vision.embedder import EfficientNetEmbedder, preprocess, softmax
+from lookalike.vision.prepare import prepare_for_embedding
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+MODEL_CACHE = Path(os.environ.get("LOOKALIKE_MODEL_CACHE_DIR", "/tmp/lookalike-bench-cache"))
+INSTANCE = "bench"
+SEARCH_NUM = 10
+
+
+def _load_test_module(name: str) -> ModuleType:
+    # tests/ is not a package; load the shared helpers by path instead of copying them.
+    spec = importlib.util.spec_from_file_location(f"_lookalike_tests_{name}", REPO / "tests" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+photos = _load_test_module("photos")
+test_server = _load_test_module("server")
+
+
+# ----------------------------------------------------------------------------------- pictures
+
+
+class PictureMaker:
+    """Deterministic distinct pictures: picture ``seed`` is always the same image."""
+
+    def __init__(self) -> None:
+        self.sources = photos.sample_photos()
+        self.names = sorted(self.sources)
+
+    def image(self, seed: int) -> tuple[str, Image.Image]:
+        rng = np.random.default_rng(seed)
+        name = self.names[int(rng.integers(len(self.names)))]
+        src = self.sources[name]
+        w, h = src.size
+        area = rng.uniform(0.35, 1.0) * w * h
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+        cw = int(min(w, max(64, round(np.sqrt(area * aspect)))))
+        ch = int(min(h, max(64, round(np.sqrt(area / aspect)))))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        img = src.crop((x0, y0, x0 + cw, y0 + ch))
+        longest = int(rng.integers(400, 641))
+        scale = longest / max(cw, ch)
+        size = (max(120, round(cw * scale)), max(120, round(ch * scale)))
+        img = img.resize(size, Image.Resampling.BICUBIC)
+        if rng.random() < 0.5:
+            img = ImageOps.mirror(img)
+        img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.8, 1.2))
+        img = ImageEnhance.Contrast(img).enhance(rng.uniform(0.8, 1.2))
+        img = ImageEnhance.Color(img).enhance(rng.uniform(0.7, 1.3))
+        return name, img
+
+    def picture(self, seed: int) -> tuple[str, bytes]:
+        name, img = self.image(seed)
+        return name, photos.encode(img, "JPEG", quality=90)
+
+
+def key_of(seed: int, source: str) -> tuple[str, str]:
+    # The source photo is the pic_name prefix, so a hit can be traced back to its photo.
+    return f"p{seed:06d}", f"{source}-{seed}.jpg"
+
+
+def source_of(pic_name: str) -> str:
+    return pic_name.split("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class Query:
+    body: bytes
+    edit: str
+    product_id: str
+    pic_name: str
+
+
+def make_queries(maker: PictureMaker, seeds: list[int], count: int, rng: np.random.Generator) -> list[Query]:
+    edits = list(photos.EDITS)
+    out = []
+    for i, seed in enumerate(rng.choice(seeds, size=min(count, len(seeds)), replace=False).tolist()):
+        source, img = maker.image(int(seed))
+        edit = edits[i % len(edits)]
+        edited = photos.EDITS[edit](img)
+        product_id, pic_name = key_of(int(seed), source)
+        out.append(Query(photos.encode(edited, "JPEG", quality=90), edit, product_id, pic_name))
+    return out
+
+
+# ----------------------------------------------------------------------------------- load runner
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    wall_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    # (job index, response JSON) for successful requests, to score recall afterwards.
+    answers: list[tuple[int, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        ms = np.array(self.latencies_ms) if self.latencies_ms else np.array([float("nan")])
+        ok = self.statuses.get(200, 0)
+        return {
+            "clients": self.clients,
+            "requests": int(sum(self.statuses.values())),
+            "ok": ok,
+            "errors": int(sum(self.statuses.values()) - ok),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "wall_s": round(self.wall_s, 2),
+            "per_s": round(ok / self.wall_s, 2) if self.wall_s else 0.0,
+            "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        }
+
+
+Job = Callable[[httpx.Client, int], httpx.Response]
+
+
+def run_load(
+    url: str,
+    auth: tuple[str, str],
+    job: Job,
+    clients: int,
+    *,
+    count: int | None = None,
+    duration_s: float | None = None,
+    keep_json: bool = False,
+) -> LoadResult:
+    """``clients`` threads, each with its own keep-alive connection, share one job counter.
+
+    Stops after ``count`` jobs, or starts no new job after ``duration_s``.
+    """
+    counter = itertools.count()
+    lock = threading.Lock()
+    result = LoadResult(clients, 0.0)
+    deadline = time.perf_counter() + duration_s if duration_s is not None else float("inf")
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, auth=auth, timeout=120) as client:
+            while True:
+                i = next(counter)
+                if (count is not None and i >= count) or time.perf_counter() >= deadline:
+                    return
+                t = time.perf_counter()
+                try:
+                    resp = job(client, i)
+                    status = resp.status_code
+                except httpx.HTTPError:
+                    resp, status = None, -1
+                elapsed = (time.perf_counter() - t) * 1e3
+                body = resp.json() if keep_json and resp is not None and status == 200 else None
+                with lock:
+                    result.latencies_ms.append(elapsed)
+                    result.statuses[status] += 1
+                    if body is not None:
+                        result.answers.append((i, body))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def score_search(result: LoadResult, queries: list[Query]) -> dict[str, Any]:
+    r1 = r10 = same = 0
+    per_edit: dict[str, list[int]] = {}
+    for i, body in result.answers:
+        q = queries[i % len(queries)]
+        keys = [(h["product_id"], h["pic_name"]) for h in body["results"]]
+        top1 = bool(keys) and keys[0] == (q.product_id, q.pic_name)
+        r1 += top1
+        r10 += (q.product_id, q.pic_name) in keys
+        same += bool(keys) and source_of(keys[0][1]) == source_of(q.pic_name)
+        per_edit.setdefault(q.edit, []).append(int(top1))
+    n = max(1, len(result.answers))
+    return {
+        "recall@1": round(r1 / n, 4),
+        "recall@10": round(r10 / n, 4),
+        "same_photo@1": round(same / n, 4),
+        "recall@1_by_edit": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_edit.items())},
+    }
+
+
+# ----------------------------------------------------------------------------------- server
+
+
+def proc_mem_mb(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":")[0]
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(line.split()[1]) / 1024, 1)
+    return out
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.data_dir = work / "data"
+        self.server = test_server.ServerProcess(self.data_dir, MODEL_CACHE, work / "server.log")
+        self.auth: tuple[str, str] = ("", "")
+        self.instance_id = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.server.process is not None
+        return int(self.server.process.pid)
+
+    def start(self) -> float:
+        t = time.perf_counter()
+        self.server.start(timeout=900)
+        return round(time.perf_counter() - t, 2)
+
+    def stop(self) -> float:
+        t = time.perf_counter()
+        self.server.stop()  # SIGTERM (saves the index), SIGKILL after 30 s
+        return round(time.perf_counter() - t, 2)
+
+    def setup_tenant(self) -> None:
+        account = test_server.cli_json(self.data_dir, "admin", "create-account", "bench")
+        instance = test_server.cli_json(
+            self.data_dir,
+            "admin",
+            "create-instance",
+            INSTANCE,
+            "--account",
+            account["account_id"],
+            # Far above what the bench can reach, so rate limits and quota never interfere.
+            "--capacity",
+            "10000000",
+            "--qps",
+            "100000",
+            "--add-qps",
+            "100000",
+        )
+        self.auth = (account["access_key_id"], account["access_key_secret"])
+        self.instance_id = instance["instance_id"]
+
+    def add_job(self, pictures: list[tuple[int, str, bytes]]) -> Job:
+        def job(client: httpx.Client, i: int) -> httpx.Response:
+            seed, source, body = pictures[i]
+            product_id, pic_name = key_of(seed, source)
+            return client.post(
+                f"/v1/instances/{INSTANCE}/images",
+                data={"product_id": product_id, "pic_name": pic_name},
+                files={"picture": ("p.jpg", body, "image/jpeg")},
+            )
+
+        return job
+
+    def search_job(self, queries: list[Query]) -> Job:
+        def job(client: httpx.Client, i: int) -> httpx.Response:
+            q = queries[i % len(queries)]
+            return client.post(
+                f"/v1/instances/{INSTANCE}/search/picture",
+                data={"num": str(SEARCH_NUM)},
+                files={"picture": ("q.jpg", q.body, "image/jpeg")},
+            )
+
+        return job
+
+    def ingest(self, pictures: list[tuple[int, str, bytes]], clients: int) -> dict[str, Any]:
+        res = run_load(self.server.url, self.auth, self.add_job(pictures), clients, count=len(pictures))
+        return res.summary()
+
+    # --- synthetic fill -------------------------------------------------------------------
+
+    def fill_synthetic(self, target: int, syn_cos: float | None, rng: np.random.Generator) -> dict[str, Any]:
+        """Top the instance up to ``target`` rows with mixture vectors; the server must be stopped."""
+        engine = make_engine(sqlite_url(self.data_dir))
+        t0 = time.perf_counter()
+        try:
+            with engine.connect() as conn:
+                real = conn.execute(
+                    select(
+                        images.c.embedding, images.c.category_id, images.c.region, images.c.pic_name
+                    ).where(images.c.instance_id == self.instance_id, ~images.c.product_id.startswith("syn"))
+                ).all()
+                have = conn.execute(
+                    select(func.count()).select_from(images).where(images.c.instance_id == self.instance_id)
+                ).scalar_one()
+                max_id = conn.execute(select(func.max(images.c.id))).scalar_one() or 0
+                max_seq = conn.execute(select(func.max(changes.c.seq))).scalar_one() or 0
+                model_id = conn.execute(select(images.c.model_id).limit(1)).scalar_one()
+            vecs = np.stack([blob_to_vector(r.embedding) for r in real])
+            # Noise sized from the real data: the median cosine between a real picture and its
+            # nearest other real picture, so synthetic neighbours are as close as real ones.
+            sims = vecs @ vecs.T
+            np.fill_diagonal(sims, -1.0)
+            median_nn = float(np.median(sims.max(axis=1)))
+            cos = syn_cos if syn_cos is not None else median_nn
+            noise_norm = float(np.sqrt(1.0 / cos**2 - 1.0))  # |x|=1, noise ⟂ x in high dim
+            add = max(0, target - int(have))
+            now = datetime.now(UTC)
+            measured: list[float] = []
+            with engine.begin() as conn:
+                for start in range(0, add, 5000):
+                    m = min(5000, add - start)
+                    parents = rng.integers(0, len(real), m)
+                    noise = rng.standard_normal((m, vecs.shape[1])).astype(np.float32)
+                    x = vecs[parents] + noise * (noise_norm / np.sqrt(vecs.shape[1]))
+                    x /= np.linalg.norm(x, axis=1, keepdims=True)
+                    measured.extend(np.sum(x * vecs[parents], axis=1).tolist())
+                    image_rows, change_rows = [], []
+                    for j in range(m):
+                        n = start + j
+                        image_id, seq = max_id + 1 + n, max_seq + 1 + n
+                        parent = real[int(parents[j])]
+                        image_rows.append(
+                            {
+                                "id": image_id,
+                                "instance_id": self.instance_id,
+                                "product_id": f"syn{image_id}",
+                                "pic_name": f"{source_of(parent.pic_name)}-syn{image_id}.jpg",
+                                "category_id": parent.category_id,
+                                "custom_content": "",
+                                "region": parent.region,
+                                "embedding": vector_to_blob(x[j]),
+                                "model_id": model_id,
+                                "seq": seq,
+                                "created_at": now,
+                                "updated_at": now,
+                                "int_attr": 0,
+                                "int_attr2": 0,
+                                "int_attr3": 0,
+                                "int_attr4": 0,
+                                "str_attr": "",
+                                "str_attr2": "",
+                                "str_attr3": "",
+                                "str_attr4": "",
+                            }
+                        )
+                        change_rows.append(
+                            {
+                                "seq": seq,
+                                "instance_id": self.instance_id,
+                                "image_id": image_id,
+                                "op": "upsert",
+                            }
+                        )
+                    conn.execute(insert(images), image_rows)
+                    conn.execute(insert(changes), change_rows)
+        finally:
+            engine.dispose()
+        # Force a full replay of the change log on the next start (a cold start).
+        shutil.rmtree(self.data_dir / "index", ignore_errors=True)
+        return {
+            "real_pictures": len(real),
+            "synthetic_added": add,
+            "median_nn_cos_real": round(median_nn, 4),
+            "target_cos_to_parent": round(cos, 4),
+            "measured_cos_to_parent_mean": round(float(np.mean(measured)), 4) if measured else None,
+            "fill_s": round(time.perf_counter() - t0, 2),
+        }
+
+
+# ----------------------------------------------------------------------------------- baselines
+
+
+def model_baseline(embedder: EfficientNetEmbedder, bodies: list[bytes]) -> dict[str, Any]:
+    """The network alone on the same pictures (decoded and subject-cropped beforehand)."""
+    pics = [prepare_for_embedding(decode_image(b), None, True)[0] for b in bodies]
+    embedder.embed(pics[:2])  # warm-up
+    t = time.perf_counter()
+    for p in pics:
+        embedder.embed([p])
+    b1 = len(pics) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for s in range(0, len(pics), 16):
+        embedder.embed(pics[s : s + 16])
+    b16 = len(pics) / (time.perf_counter() - t)
+    return {
+        "images": len(pics),
+        "intra_op_threads": embedder.intra_op_threads,
+        "batch1_images_per_s": round(b1, 1),
+        "batch16_images_per_s": round(b16, 1),
+    }
+
+
+def stage_profile(
+    data_dir: Path, instance_id: str, embedder: EfficientNetEmbedder, queries: list[Query]
+) -> dict[str, Any]:
+    """One search, stage by stage, in this process on the server's data (server stopped)."""
+    engine = make_engine(sqlite_url(data_dir))
+    repo = ImageRepository(engine)
+    manager = IndexManager(data_dir / "index", repo, embedder.DIM)  # same defaults as the server
+    try:
+        t = time.perf_counter()
+        index = manager.get(instance_id)
+        open_s = time.perf_counter() - t
+        stages: dict[str, list[float]] = {
+            k: []
+            for k in ("decode", "subject_crop", "preprocess", "network", "pool+category", "index", "hydrate")
+        }
+        k = SEARCH_NUM + 8  # the over-fetch ImageService._vector_search uses for num=10
+        for q in queries[:2]:  # warm-up
+            embedder.embed([prepare_for_embedding(decode_image(q.body), None, True)[0]])
+        for q in queries:
+            t0 = time.perf_counter()
+            decoded = decode_image(q.body)
+            t1 = time.perf_counter()
+            picture = prepare_for_embedding(decoded, None, True)[0]
+            t2 = time.perf_counter()
+            batch = preprocess([picture], embedder.RESIZE)
+            t3 = time.perf_counter()
+            feats, logits = embedder.forward(batch)
+            t4 = time.perf_counter()
+            vector = embedder.pool(feats)[0]
+            predict_category(softmax(logits)[0])
+            t5 = time.perf_counter()
+            ids, _ = index.search(vector, k)
+            t6 = time.perf_counter()
+            repo.hydrate(instance_id, [int(i) for i in ids])
+            t7 = time.perf_counter()
+            for name, a, b in zip(
+                stages, (t0, t1, t2, t3, t4, t5, t6), (t1, t2, t3, t4, t5, t6, t7), strict=True
+            ):
+                stages[name].append((b - a) * 1e3)
+        med = {name: round(float(np.median(v)), 2) for name, v in stages.items()}
+        return {
+            "queries": len(queries),
+            "index_open_s": round(open_s, 2),
+            "index_mode": index.stats().get("mode"),
+            "median_ms": med,
+            "sum_of_medians_ms": round(sum(med.values()), 2),
+        }
+    finally:
+        manager.close()
+        engine.dispose()
+
+
+# ----------------------------------------------------------------------------------- py-spy
+
+# First match wins, in this order: lookalike's own stages before the generic layers they call.
+SPY_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("network (onnxruntime)", ("forward (lookalike/vision/embedder.py", "onnxruntime")),
+    ("preprocess (resize+normalize)", ("preprocess (lookalike/vision/embedder.py",)),
+    ("pool/softmax/category", ("gem_pool", "softmax (lookalike", "l2_normalize", "predict_category")),
+    ("subject crop", ("lookalike/vision/subject.py", "lookalike/vision/prepare.py")),
+    ("decode", ("lookalike/vision/decode.py",)),
+    ("index search", ("lookalike/storage/vector_index.py",)),
+    ("hydrate (SQL)", ("hydrate (lookalike",)),
+    ("auth", ("lookalike/api/rest/auth.py", "lookalike/service/accounts.py")),
+    ("rate limit", ("lookalike/service/limits.py", "lookalike/domain/ratelimit.py")),
+    ("multipart parsing", ("multipart", "payload.py")),
+    ("SQL (other)", ("sqlalchemy", "sqlite3")),
+    ("JSON response", ("json", "render (")),
+    (
+        "HTTP/ASGI (uvicorn, starlette, anyio)",
+        ("uvicorn", "starlette", "fastapi", "anyio", "h11", "httptools"),
+    ),
+]
+
+
+def py_spy_profile(pid: int, seconds: int, out_raw: Path) -> subprocess.Popen[bytes] | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        return None
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "50",
+            "--format",
+            "raw",
+            "-o",
+            str(out_raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def summarize_spy(raw: Path) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        category = next((c for c, pats in SPY_CATEGORIES if any(p in stack for p in pats)), "other")
+        counts[category] += int(n)
+    return {
+        "active_samples": total,
+        "share": {k: round(v / total, 3) for k, v in counts.most_common()} if total else {},
+    }
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in ln
+        ),
+        "?",
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "load_avg_at_start": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def print_table(out: dict[str, Any]) -> None:
+    base = out["baseline_model_only"]
+    print("\n== ingest (real pictures over HTTP)")
+    print(
+        f"{'phase':<26}{'clients':>8}{'img/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'vs model b1':>13}"
+    )
+    rows = [(f"ingest 0→{out['ingest_real']['pictures']}", r) for r in out["ingest_real"]["runs"]]
+    rows += [
+        (f"ingest @ {s['size']:,}", s["ingest_at_size"]) for s in out["sizes"] if s.get("ingest_at_size")
+    ]
+    for name, r in rows:
+        ratio = r["per_s"] / base["batch1_images_per_s"]
+        print(
+            f"{name:<26}{r['clients']:>8}{r['per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
+            f"{r['errors']:>8}{ratio:>12.2f}x"
+        )
+    print(
+        f"baseline, model alone in-process: {base['batch1_images_per_s']} img/s at batch 1, "
+        f"{base['batch16_images_per_s']} img/s at batch 16 ({base['intra_op_threads']} ORT threads)"
+    )
+    print("\n== search/picture end to end (HTTP + decode + subject crop + embed + ANN + hydrate), num=10")
+    print(
+        f"{'pictures':>9}{'clients':>8}{'QPS':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'R@1':>7}{'R@10':>7}{'photo@1':>9}{'RSS MB':>8}{'HWM MB':>8}"
+    )
+    for s in out["sizes"]:
+        for r in s["search"]:
+            print(
+                f"{s['size']:>9,}{r['clients']:>8}{r['per_s']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
+                f"{r['errors']:>8}{r['recall@1']:>7}{r['recall@10']:>7}{r['same_photo@1']:>9}"
+                f"{s['rss_after_search']['VmRSS']:>8}{s['rss_after_search']['VmHWM']:>8}"
+            )
+    for s in out["sizes"]:
+        f = s["fill"]
+        print(
+            f"size {s['size']:,}: +{f['synthetic_added']:,} synthetic "
+            f"(cos to parent {f['measured_cos_to_parent_mean']})"
+            f" filled in {f['fill_s']} s; cold start (replay + index build) {s['cold_start_s']} s, "
+            f"RSS {s['rss_after_cold_start']}; warm restart {s.get('warm_start_s')} s"
+        )
+    prof = out.get("stage_profile")
+    if prof:
+        print(f"\n== one search, stage medians in-process at {prof['size']:,} ({prof['index_mode']}), ms")
+        print(
+            "  "
+            + "  ".join(f"{k} {v}" for k, v in prof["median_ms"].items())
+            + f"  | sum {prof['sum_of_medians_ms']}"
+        )
+    spy = out.get("py_spy")
+    if spy and spy.get("share"):
+        print(
+            f"\n== py-spy, server under {spy['clients']} clients for {spy['seconds']} s "
+            "(share of active samples)"
+        )
+        print("  " + ", ".join(f"{k} {v:.0%}" for k, v in spy["share"].items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000", help="instance sizes, comma-separated")
+    ap.add_argument("--ingest", type=int, default=2000, help="real pictures ingested over HTTP")
+    ap.add_argument("--ingest-at-size", type=int, default=200, help="extra pictures added at each size")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per search concurrency level")
+    ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--queries", type=int, default=300, help="distinct edited query pictures")
+    ap.add_argument("--profile-queries", type=int, default=100)
+    ap.add_argument("--spy-seconds", type=int, default=10, help="0 disables the py-spy run")
+    ap.add_argument("--syn-cos", type=float, default=None, help="cosine of a synthetic point to its parent")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS / "e2e_bench.json")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (sizes 600, 60 pictures, 3 s)")
+    args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.ingest, args.ingest_at_size, args.duration = "300,600", 60, 10, 3.0
+        args.queries, args.profile_queries, args.spy_seconds = 30, 10, 3
+        if args.out == RESULTS / "e2e_bench.json":
+            args.out = Path(tempfile.gettempdir()) / "e2e_bench_quick.json"
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    levels = [int(c) for c in args.clients.split(",")]
+    rng = np.random.default_rng(args.seed)
+
+    out: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine_info(),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "data": (
+            f"{args.ingest} real pictures (random crop 35-100% area, 400-640 px, flip, colour jitter of the "
+            f"{len(photos.PHOTO_NAMES)} scikit-image photos; JPEG q90) ingested over HTTP; the instance is "
+            "then "
+            "topped up to each size with SYNTHETIC vectors drawn around those real embeddings (mixture: "
+            "real vector + isotropic Gaussian noise, L2-normalized) written to SQL + change log directly. "
+            "Queries: tests/photos.py EDITS of ingested real pictures, JPEG q90."
+        ),
+    }
+    print(f"machine: {out['machine']}")
+    print("generating pictures ...", flush=True)
+    maker = PictureMaker()
+    total_pics = args.ingest + args.ingest_at_size * len(sizes)
+    pictures = [(seed, *maker.picture(seed)) for seed in range(total_pics)]
+    real = pictures[: args.ingest]
+    queries = make_queries(maker, [p[0] for p in real], args.queries, rng)
+
+    print("baseline: model alone ...", flush=True)
+    embedder = EfficientNetEmbedder(MODEL_CACHE)
+    embedder.load()
+    out["baseline_model_only"] = model_baseline(embedder, [p[2] for p in real[:64]])
+    print(f"  {out['baseline_model_only']}", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="lookalike-e2e-"))
+    bench = Bench(args, work)
+    try:
+        out["start_empty_s"] = bench.start()
+        bench.setup_tenant()
+        out["rss_empty"] = proc_mem_mb(bench.pid)
+        # Ingest: the first quarter with one client, the rest with four.
+        split = max(1, args.ingest // 4)
+        runs = []
+        for clients, chunk in ((1, real[:split]), (4, real[split:])):
+            r = bench.ingest(chunk, clients)
+            print(f"ingest {clients} client(s): {r}", flush=True)
+            runs.append(r)
+        out["ingest_real"] = {"pictures": args.ingest, "runs": runs, "rss_after": proc_mem_mb(bench.pid)}
+        extra = pictures[args.ingest :]
+
+        out["sizes"] = []
+        for n_i, size in enumerate(sizes):
+            res: dict[str, Any] = {"size": size}
+            bench.stop()
+            res["fill"] = bench.fill_synthetic(size, args.syn_cos, rng)
+            print(f"size {size}: {res['fill']}", flush=True)
+            res["cold_start_s"] = bench.start()
+            res["rss_after_cold_start"] = proc_mem_mb(bench.pid)
+            job = bench.search_job(queries)
+            run_load(bench.server.url, bench.auth, job, 1, count=5)  # warm-up, not counted
+            res["search"] = []
+            for clients in levels:
+                r = run_load(
+                    bench.server.url, bench.auth, job, clients, duration_s=args.duration, keep_json=True
+                )
+                row = {**r.summary(), **score_search(r, queries)}
+                print(f"  search {clients} client(s): {row}", flush=True)
+                res["search"].append(row)
+            res["rss_after_search"] = proc_mem_mb(bench.pid)
+            if args.spy_seconds and size == sizes[-1]:
+                raw = work / "spy.txt"
+                spy = py_spy_profile(bench.pid, args.spy_seconds, raw)
+                if spy is not None:
+                    run_load(bench.server.url, bench.auth, job, 4, duration_s=args.spy_seconds + 1)
+                    spy.wait(timeout=60)
+                    if raw.exists():
+                        out["py_spy"] = {"clients": 4, "seconds": args.spy_seconds, **summarize_spy(raw)}
+                        print(f"  py-spy: {out['py_spy']}", flush=True)
+            chunk = extra[n_i * args.ingest_at_size : (n_i + 1) * args.ingest_at_size]
+            if chunk:
+                res["ingest_at_size"] = bench.ingest(chunk, 4)
+                print(f"  ingest at size: {res['ingest_at_size']}", flush=True)
+            bench.stop()
+            res["warm_start_s"] = bench.start()  # loads the index saved at shutdown
+            res["rss_after_warm_start"] = proc_mem_mb(bench.pid)
+            out["sizes"].append(res)
+        bench.stop()
+        print("stage profile ...", flush=True)
+        prof = stage_profile(bench.data_dir, bench.instance_id, embedder, queries[: args.profile_queries])
+        out["stage_profile"] = {"size": sizes[-1] + args.ingest_at_size, **prof}
+    finally:
+        bench.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+    out["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    print_table(out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
