@@ -447,7 +447,32 @@ def model_baseline(embedder: EfficientNetEmbedder, bodies: list[bytes]) -> dict[
     for s in range(0, len(pics), 16):
         embedder.embed(pics[s : s + 16])
     b16 = len(pics) / (time.perf_counter() - t)
+    # Same graph with ONNX Runtime's intra-op spin-waiting off: on a shared 2-core machine the
+    # spinning threads compete with everything else (see "where the time goes" in the README).
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = embedder.intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(
+        str(embedder.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
+    batches = [preprocess([p], embedder.RESIZE) for p in pics]
+    name = session.get_inputs()[0].name
+    t = time.perf_counter()
+    for b in batches:
+        embedder.forward(b)
+    spin_on = len(pics) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for b in batches:
+        session.run(None, {name: b})
+    spin_off = len(pics) / (time.perf_counter() - t)
     return {
+        "network_only_batch1_per_s": {
+            "ort_spinning_on (as served)": round(spin_on, 1),
+            "spinning_off": round(spin_off, 1),
+        },
         "images": len(pics),
         "intra_op_threads": embedder.intra_op_threads,
         "batch1_images_per_s": round(b1, 1),
@@ -523,11 +548,13 @@ SPY_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("multipart parsing", ("multipart", "payload.py")),
     ("SQL (other)", ("sqlalchemy", "sqlite3")),
     ("JSON response", ("json", "render (")),
+    # uvicorn's loop runs in C (uvloop), so its samples include the loop's own idle polling.
     (
         "HTTP/ASGI (uvicorn, starlette, anyio)",
         ("uvicorn", "starlette", "fastapi", "anyio", "h11", "httptools"),
     ),
 ]
+IDLE_LEAVES = ("Condition.wait", "Event.wait", "Thread.join", "MicroBatcher._run", "Queue.get")
 
 
 def py_spy_profile(pid: int, seconds: int, out_raw: Path) -> subprocess.Popen[bytes] | None:
@@ -557,14 +584,21 @@ def py_spy_profile(pid: int, seconds: int, out_raw: Path) -> subprocess.Popen[by
 def summarize_spy(raw: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     total = 0
+    idle = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
+            continue
+        # py-spy's idle detection misses Python-level waits (pool threads parked on a Condition,
+        # the batcher blocked on its queue), so those leaves are dropped here.
+        if stack.rsplit(";", 1)[-1].startswith(IDLE_LEAVES):
+            idle += int(n)
             continue
         total += int(n)
         category = next((c for c, pats in SPY_CATEGORIES if any(p in stack for p in pats)), "other")
         counts[category] += int(n)
     return {
+        "waiting_samples_dropped": idle,
         "active_samples": total,
         "share": {k: round(v / total, 3) for k, v in counts.most_common()} if total else {},
     }
@@ -613,7 +647,8 @@ def print_table(out: dict[str, Any]) -> None:
         )
     print(
         f"baseline, model alone in-process: {base['batch1_images_per_s']} img/s at batch 1, "
-        f"{base['batch16_images_per_s']} img/s at batch 16 ({base['intra_op_threads']} ORT threads)"
+        f"{base['batch16_images_per_s']} img/s at batch 16 ({base['intra_op_threads']} ORT threads); "
+        f"network only, batch 1: {base['network_only_batch1_per_s']}"
     )
     print("\n== search/picture end to end (HTTP + decode + subject crop + embed + ANN + hydrate), num=10")
     print(
