@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+IMMEDIATE_OPTION = "lookalike_immediate"
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -32,6 +33,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engine:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control from the sqlite3 module (it would BEGIN lazily, only before DML),
+            # so SQLAlchemy's begin is a real BEGIN and writers can ask for BEGIN IMMEDIATE.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
@@ -39,8 +43,21 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            # IMMEDIATE takes the write lock up front: a read-then-write transaction (balance check,
+            # capacity check) can then never be overtaken by another process between its read and write.
+            immediate = connection.get_execution_options().get(IMMEDIATE_OPTION, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def write_transaction(engine: Engine) -> Any:
+    """A transaction that holds the write lock from its first statement (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL callers lock rows with SELECT … FOR UPDATE inside it)."""
+    return engine.execution_options(**{IMMEDIATE_OPTION: True}).begin()
 
 
 def alembic_config(engine: Engine) -> Config:
