@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -48,7 +49,7 @@ instances = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
-    Column("name", String(20), nullable=False, unique=True),
+    Column("name", String(20), nullable=False),
     Column("service_type", Integer, nullable=False),  # 0 product, 1 generic (Alibaba numbering)
     Column("capacity", BigInteger, nullable=False),
     Column("search_qps", Integer, nullable=False),
@@ -58,7 +59,18 @@ instances = Table(
     Column("update_qps", Integer, nullable=True),
     Column("status", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),  # paid until (end of the last cycle)
+    Column("auto_renew", Boolean, nullable=False, default=False),
+    Column("auto_renew_unit", String(8), nullable=True),
+    Column("auto_renew_count", Integer, nullable=True),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Index(
+        "uq_instances_live_name",
+        "name",
+        unique=True,
+        sqlite_where=text("status != 'released'"),
+        postgresql_where=text("status != 'released'"),
+    ),
 )
 
 images = Table(
@@ -103,3 +115,119 @@ changes = Table(
 
 INT_ATTR_COLUMNS = ("int_attr", "int_attr2", "int_attr3", "int_attr4")
 STR_ATTR_COLUMNS = ("str_attr", "str_attr2", "str_attr3", "str_attr4")
+
+# --- billing ---
+
+# Private quotations: packages offered to one account only (the public ones live in the catalogue file).
+private_packages = Table(
+    "private_packages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("capacity", BigInteger, nullable=False),
+    Column("qps", Integer, nullable=False),
+    Column("monthly", BigInteger, nullable=False),
+    Column("yearly", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per package an instance held over part of a billing cycle. A change closes the current row and
+# opens another in the same cycle; a renewal opens a new cycle. Capacity and QPS are copied in, so
+# replacing the catalogue file never changes what a tenant already paid for.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("instance_id", String(32), ForeignKey("instances.id"), nullable=False, index=True),
+    Column("order_id", String(32), nullable=False),
+    Column("package_id", String(64), nullable=False),
+    Column("capacity", BigInteger, nullable=False),
+    Column("qps", Integer, nullable=False),
+    Column("cycle_price", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("cycle_start", DateTime(timezone=True), nullable=False),
+    Column("cycle_end", DateTime(timezone=True), nullable=False),
+    Column("period_unit", String(8), nullable=False),
+    Column("period_count", Integer, nullable=False),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("effective_to", DateTime(timezone=True), nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("instance_id", String(32), nullable=True),
+    Column("kind", String(16), nullable=False),  # buy | trial | renew | change | topup | grant
+    Column("amount", BigInteger, nullable=False),  # signed minor units: + charged, - refunded
+    Column("currency", String(3), nullable=False),
+    Column("receipt", Text, nullable=False),  # JSON: line items
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Append-only: the balance is the sum of an account's entries; rows are never updated or deleted.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # topup | charge | refund | trial
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("order_id", String(32), nullable=True),
+    Column("reference", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+trial_claims = Table(
+    "trial_claims",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("instance_id", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Operator settings that must be shared by every process (trial seats, clock offset of a demo server).
+settings_table = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), nullable=False),
+    Column("instance_id", String(32), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("dedupe_key", String(160), nullable=True, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_events_account", "account_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Leases so that only one process runs a periodic job at a time.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+)

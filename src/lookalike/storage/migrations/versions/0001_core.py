@@ -36,7 +36,7 @@ def upgrade() -> None:
         "instances",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.id"), nullable=False, index=True),
-        sa.Column("name", sa.String(20), nullable=False, unique=True),
+        sa.Column("name", sa.String(20), nullable=False),
         sa.Column("service_type", sa.Integer, nullable=False),
         sa.Column("capacity", sa.BigInteger, nullable=False),
         sa.Column("search_qps", sa.Integer, nullable=False),
@@ -46,6 +46,15 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    # A released instance frees its name, so names are unique only among the others.
+    op.create_index(
+        "uq_instances_live_name",
+        "instances",
+        ["name"],
+        unique=True,
+        sqlite_where=sa.text("status != 'released'"),
+        postgresql_where=sa.text("status != 'released'"),
     )
     op.create_table(
         "images",
