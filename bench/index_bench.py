@@ -114,7 +114,7 @@ def run_queries(
 
 def bench_size(n: int, args: argparse.Namespace, mix: Mixture) -> dict[str, Any]:
     k = args.k
-    res: dict[str, Any] = {"n": n}
+    res: dict[str, Any] = {"n": n, "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     data = mix.draw(n)
     queries = mix.draw(args.queries)
     truth = ground_truth(data, queries, k)
@@ -205,6 +205,7 @@ def bench_size(n: int, args: argparse.Namespace, mix: Mixture) -> dict[str, Any]
         p.unlink()
     tmp.rmdir()
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]  # the host is shared: context for timings
     return res
 
 
@@ -212,7 +213,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         print(
             f"\n== n={r['n']:,}  build {r['build_s']} s  index RSS +{r['rss_index_mb']} MB  "
-            f"peak RSS {r['peak_rss_mb']} MB"
+            f"peak RSS {r['peak_rss_mb']} MB  loadavg {r['loadavg_before'][0]}->{r['loadavg_after'][0]}"
         )
         print(f"{'search':<22}{'QPS':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'recall@10':>11}")
         for name, m in list(r["search"].items()) + [(f"filter {k}", v) for k, v in r["filtered"].items()]:
