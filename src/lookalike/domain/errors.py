@@ -63,6 +63,11 @@ MISSING_CREDENTIALS: Final = "MissingCredentials"
 NO_PERMISSION: Final = "NoPermission"
 ACCOUNT_NOT_FOUND: Final = "AccountNotFound"
 INTERNAL_ERROR: Final = "InternalError"
+# Billing (no Alibaba equivalent).
+INVALID_PACKAGE: Final = "InvalidPackage"  # unknown, not offered to this account, or unusable for the order
+INVALID_PERIOD: Final = "InvalidPeriod"  # subscription duration unit/count
+INVALID_CATALOGUE: Final = "InvalidCatalogue"  # operator's catalogue file fails validation
+CAPACITY_BELOW_USAGE: Final = "CapacityBelowUsage"  # package capacity < pictures already stored
 
 # Statuses for the native REST API; the Alibaba adapter keeps its own table.
 NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
@@ -75,6 +80,7 @@ NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
     INSTANCE_ALREADY_EXISTS: 409,
     INSTANCE_OVER_QUOTA: 409,
     INSTANCE_STATUS_ERROR: 409,
+    CAPACITY_BELOW_USAGE: 409,
     DENIED_REQUEST: 429,
     INVALID_ACCESS_KEY: 401,
     ACCESS_KEY_DISABLED: 401,
