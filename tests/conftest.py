@@ -56,16 +56,22 @@ def make_tenant(
     **qps_overrides: int,
 ) -> Tenant:
     account, key = services.accounts.create_account(name)
-    instance = services.accounts.create_instance(
-        account.id,
-        instance_name,
-        capacity=capacity,
-        search_qps=qps,
+    instance = grant_instance(services, account.id, instance_name, capacity=capacity, qps=qps, **qps_overrides)
+    return Tenant(account, key.access_key_id, key.access_key_secret, instance)
+
+
+def grant_instance(
+    services: Services, account_id: str, name: str, *, capacity: int, qps: int, **qps_overrides: int
+) -> Instance:
+    """An operator-granted instance; add/delete/update limits default high so tests are not throttled."""
+    instance = services.billing.grant(account_id, name, capacity=capacity, qps=qps)
+    services.instances_repo.set_operation_limits(
+        instance.id,
         add_qps=qps_overrides.get("add_qps", 1000),
         delete_qps=qps_overrides.get("delete_qps", 1000),
         update_qps=qps_overrides.get("update_qps", 1000),
     )
-    return Tenant(account, key.access_key_id, key.access_key_secret, instance)
+    return instance
 
 
 @pytest.fixture

@@ -11,13 +11,18 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lookalike.clock import SystemClock
+from lookalike.clock import OffsetClock, SystemClock
 from lookalike.config import Settings
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import ServiceType
+
+if TYPE_CHECKING:
+    from lookalike.service.accounts import AccountService
+    from lookalike.service.container import ControlPlane
 
 CREDENTIALS_FILE = "admin-credentials.json"
 
@@ -55,7 +60,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
-    services = build_services(settings)
+    if args.catalogue:
+        settings = replace(settings, catalogue_path=Path(args.catalogue))
+    if args.trial_seats is not None:
+        settings = replace(settings, trial_seats=args.trial_seats)
+    clock = OffsetClock() if args.demo_clock else SystemClock()
+    services = build_services(settings, clock=clock)
     base_url = f"http://{args.host}:{args.port}"
     if services.bootstrap_key is not None:
         creds = {
@@ -84,11 +94,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # --- admin ---
-def _accounts(args: argparse.Namespace) -> Any:
-    from lookalike.service.container import build_account_service, open_database
+def _control(args: argparse.Namespace) -> ControlPlane:
+    from lookalike.service.container import build_control_plane
 
-    settings = _settings(args)
-    return build_account_service(settings, open_database(settings), SystemClock())
+    return build_control_plane(_settings(args), SystemClock())
+
+
+def _accounts(args: argparse.Namespace) -> AccountService:
+    return _control(args).accounts
 
 
 def cmd_create_account(args: argparse.Namespace) -> int:
@@ -132,15 +145,18 @@ def cmd_list_accounts(args: argparse.Namespace) -> int:
 
 
 def cmd_create_instance(args: argparse.Namespace) -> int:
-    instance = _accounts(args).create_instance(
+    """An operator grant: a private package of the given size, at no charge, for --months."""
+    control = _control(args)
+    instance = control.billing.grant(
         args.account,
         args.name,
         capacity=args.capacity,
-        search_qps=args.qps,
+        qps=args.qps,
+        months=args.months,
         service_type=ServiceType.PRODUCT if args.service_type == "product" else ServiceType.GENERIC,
-        add_qps=args.add_qps,
-        delete_qps=args.delete_qps,
-        update_qps=args.update_qps,
+    )
+    control.instances.set_operation_limits(
+        instance.id, add_qps=args.add_qps, delete_qps=args.delete_qps, update_qps=args.update_qps
     )
     payload = {
         "instance_id": instance.id,
@@ -149,9 +165,110 @@ def cmd_create_instance(args: argparse.Namespace) -> int:
         "service_type": args.service_type,
         "capacity": instance.capacity,
         "qps": instance.search_qps,
+        "paid_until": instance.expires_at.isoformat() if instance.expires_at else None,
     }
     _emit(args, payload, "\n".join(f"{k}: {v}" for k, v in payload.items()))
     return 0
+
+
+def _minor(text: str, exponent: int) -> int:
+    from lookalike.domain.money import parse_decimal_amount
+
+    try:
+        return parse_decimal_amount(text, exponent)
+    except ValueError as exc:
+        raise LookalikeError("InvalidAmount", str(exc)) from None
+
+
+def cmd_top_up(args: argparse.Namespace) -> int:
+    billing = _control(args).billing
+    result = billing.top_up(
+        args.account,
+        _minor(args.amount, billing.exponent),
+        reference=args.reference,
+        idempotency_key=args.idempotency_key,
+    )
+    _emit(args, result, f"topped up {result['total_text']} {result['currency']}; order {result['order_id']}")
+    return 0
+
+
+def cmd_private_package(args: argparse.Namespace) -> int:
+    billing = _control(args).billing
+    monthly = _minor(args.monthly, billing.exponent)
+    yearly = _minor(args.yearly, billing.exponent) if args.yearly else monthly * 10
+    package = billing.create_private_package(
+        args.account, capacity=args.capacity, qps=args.qps, monthly=monthly, yearly=yearly, package_id=args.id
+    )
+    payload = {**package.to_dict(billing.exponent), "private_for": package.private_for}
+    _emit(args, payload, f"private package {package.id} for {args.account}")
+    return 0
+
+
+def cmd_trial_seats(args: argparse.Namespace) -> int:
+    seats = _control(args).billing.set_trial_seats(args.total)
+    _emit(args, dict(seats), f"trial seats: {seats['used']} used of {seats['total']}")
+    return 0
+
+
+def cmd_validate_catalogue(args: argparse.Namespace) -> int:
+    from lookalike.domain.catalogue import load_catalogue_json
+
+    catalogue = load_catalogue_json(Path(args.file).read_text(encoding="utf-8"))
+    payload = {"valid": True, "currency": catalogue.currency, "packages": len(catalogue.packages)}
+    _emit(args, payload, f"{args.file}: {len(catalogue.packages)} packages in {catalogue.currency}")
+    return 0
+
+
+def cmd_list_orders(args: argparse.Namespace) -> int:
+    found = _control(args).billing.orders(args.account)
+    _emit(
+        args,
+        {"orders": found},
+        "\n".join(f"{o['id']}  {o['kind']:7} {o['amount']:>12} {o['currency']}" for o in found),
+    )
+    return 0
+
+
+# --- tenant commands: the same calls as the REST API, over HTTP ---
+def cmd_tenant(args: argparse.Namespace) -> int:
+    import httpx
+
+    key_id = args.key_id or os.environ.get("LOOKALIKE_ACCESS_KEY_ID")
+    secret = args.secret or os.environ.get("LOOKALIKE_ACCESS_KEY_SECRET")
+    if not key_id or not secret:
+        print(
+            "needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET", file=sys.stderr
+        )
+        return 2
+    body = {
+        k: v
+        for k, v in {
+            "kind": getattr(args, "kind", None),
+            "package_id": getattr(args, "package", None),
+            "instance": getattr(args, "instance", None),
+            "unit": getattr(args, "unit", None),
+            "count": getattr(args, "count", None),
+        }.items()
+        if v is not None
+    }
+    headers = {"Idempotency-Key": args.idempotency_key} if getattr(args, "idempotency_key", None) else {}
+    method, path = TENANT_CALLS[args.tenant_command]
+    path = path.format(instance=getattr(args, "instance", ""))
+    with httpx.Client(base_url=args.url, auth=(key_id, secret), timeout=60) as client:
+        response = client.request(method, path, json=body if method == "POST" else None, headers=headers)
+    print(json.dumps(response.json(), indent=None if args.json else 2))
+    return 0 if response.status_code < 400 else 1
+
+
+TENANT_CALLS = {
+    "catalogue": ("GET", "/v1/billing/catalogue"),
+    "quote": ("POST", "/v1/billing/quote"),
+    "order": ("POST", "/v1/orders"),
+    "orders": ("GET", "/v1/orders"),
+    "ledger": ("GET", "/v1/billing/ledger"),
+    "events": ("GET", "/v1/events"),
+    "status": ("GET", "/v1/instances/{instance}/billing"),
+}
 
 
 # --- import ---
@@ -201,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_option(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--catalogue", default=None, help="catalogue JSON file (default: the packaged one)")
+    serve.add_argument("--trial-seats", type=int, default=None, help="initial number of free-trial seats")
+    serve.add_argument(
+        "--demo-clock", action="store_true", help="let the operator move this server's clock (demos only)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     admin = sub.add_parser("admin", help="operator tasks on the data directory")
@@ -226,10 +348,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add-qps", type=int, default=None)
     p.add_argument("--delete-qps", type=int, default=None)
     p.add_argument("--update-qps", type=int, default=None)
+    p.add_argument("--months", type=int, default=12, help="how long the grant lasts")
     p.set_defaults(func=cmd_create_instance)
+    p = admin_sub.add_parser("top-up", help="credit an account's balance (a payment received)")
+    p.add_argument("account")
+    p.add_argument("amount", help='decimal amount in the catalogue currency, e.g. "500.00"')
+    p.add_argument("--reference", default=None)
+    p.add_argument("--idempotency-key", required=True)
+    p.set_defaults(func=cmd_top_up)
+    p = admin_sub.add_parser("create-private-package", help="a private quotation for one account")
+    p.add_argument("account")
+    p.add_argument("--capacity", type=int, required=True)
+    p.add_argument("--qps", type=int, required=True)
+    p.add_argument("--monthly", required=True, help='decimal price per month, e.g. "20000.00"')
+    p.add_argument("--yearly", default=None, help="decimal price per year (default 10x monthly)")
+    p.add_argument("--id", default=None)
+    p.set_defaults(func=cmd_private_package)
+    p = admin_sub.add_parser("set-trial-seats", help="how many free-trial seats exist in total")
+    p.add_argument("total", type=int)
+    p.set_defaults(func=cmd_trial_seats)
+    p = admin_sub.add_parser("validate-catalogue", help="check a catalogue file before installing it")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate_catalogue)
+    p = admin_sub.add_parser("list-orders", help="orders of all accounts, or of one")
+    p.add_argument("--account", default=None)
+    p.set_defaults(func=cmd_list_orders)
     for action in admin_sub.choices.values():
         data_dir_option(action)
         action.add_argument("--json", action="store_true", help="print one JSON object")
+
+    tenant = sub.add_parser("tenant", help="a tenant's billing calls through the API")
+    tenant_sub = tenant.add_subparsers(dest="tenant_command", required=True)
+    for name, help_text in [
+        ("catalogue", "packages you can buy"),
+        ("quote", "price an order first"),
+        ("order", "buy, trial, renew or change (money-changing: needs --idempotency-key)"),
+        ("orders", "your orders and receipts"),
+        ("ledger", "balance and ledger entries"),
+        ("events", "expiry notices, charges, refunds"),
+        ("status", "package, period, state and usage of an instance"),
+    ]:
+        p = tenant_sub.add_parser(name, help=help_text)
+        p.add_argument("--url", default=os.environ.get("LOOKALIKE_URL", "http://127.0.0.1:8000"))
+        p.add_argument("--key-id", default=None)
+        p.add_argument("--secret", default=None)
+        p.add_argument("--json", action="store_true")
+        if name in ("quote", "order"):
+            p.add_argument("kind", choices=["buy", "trial", "renew", "change"])
+            p.add_argument("--package", default=None)
+            p.add_argument("--unit", choices=["month", "year"], default=None)
+            p.add_argument("--count", type=int, default=None)
+        if name in ("quote", "order", "status"):
+            p.add_argument("--instance", required=name == "status", default=None)
+        if name == "order":
+            p.add_argument("--idempotency-key", required=True)
+        p.set_defaults(func=cmd_tenant)
 
     imp = sub.add_parser("import", help="bulk-add a directory or a JSON-lines manifest through the API")
     data_dir_option(imp)

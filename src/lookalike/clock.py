@@ -48,3 +48,25 @@ class ManualClock:
     def set(self, when: datetime) -> None:
         with self._lock:
             self._now = when
+
+
+class OffsetClock:
+    """Real time plus an offset the operator can move forward: a demo server can show a month pass."""
+
+    def __init__(self, base: Clock | None = None, offset_seconds: float = 0.0) -> None:
+        self._base = base or SystemClock()
+        self._offset = offset_seconds
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._base.now() + timedelta(seconds=self._offset)
+
+    def timestamp(self) -> float:
+        with self._lock:
+            return self._base.timestamp() + self._offset
+
+    def advance(self, delta: timedelta | float) -> None:
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+        with self._lock:
+            self._offset += seconds

@@ -68,6 +68,11 @@ INVALID_PACKAGE: Final = "InvalidPackage"  # unknown, not offered to this accoun
 INVALID_PERIOD: Final = "InvalidPeriod"  # subscription duration unit/count
 INVALID_CATALOGUE: Final = "InvalidCatalogue"  # operator's catalogue file fails validation
 CAPACITY_BELOW_USAGE: Final = "CapacityBelowUsage"  # package capacity < pictures already stored
+INSUFFICIENT_BALANCE: Final = "InsufficientBalance"  # no overdraft: the order is refused whole
+TRIAL_UNAVAILABLE: Final = "TrialUnavailable"  # already used by this account, or no seat left
+IDEMPOTENCY_KEY_REQUIRED: Final = "IdempotencyKeyRequired"
+IDEMPOTENCY_CONFLICT: Final = "IdempotencyConflict"  # same key, different parameters
+INVALID_AMOUNT: Final = "InvalidAmount"
 
 # Statuses for the native REST API; the Alibaba adapter keeps its own table.
 NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
@@ -81,6 +86,10 @@ NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
     INSTANCE_OVER_QUOTA: 409,
     INSTANCE_STATUS_ERROR: 409,
     CAPACITY_BELOW_USAGE: 409,
+    INSUFFICIENT_BALANCE: 402,
+    TRIAL_UNAVAILABLE: 409,
+    IDEMPOTENCY_KEY_REQUIRED: 400,
+    IDEMPOTENCY_CONFLICT: 409,
     DENIED_REQUEST: 429,
     INVALID_ACCESS_KEY: 401,
     ACCESS_KEY_DISABLED: 401,

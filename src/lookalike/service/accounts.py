@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.models import AccessKey, Account, Instance, ServiceType
-from lookalike.domain.validation import validate_instance_name
+from lookalike.domain.models import AccessKey, Account, Instance
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.secrets import SecretBox, new_access_key_id, new_access_key_secret
 
@@ -107,43 +106,7 @@ class AccountService:
             raise LookalikeError(e.SIGNATURE_MISMATCH, "The AccessKey secret does not match.")
         return account
 
-    # --- instances ---
-    def create_instance(
-        self,
-        account_id: str,
-        name: str,
-        *,
-        capacity: int,
-        search_qps: int,
-        service_type: ServiceType = ServiceType.PRODUCT,
-        add_qps: int | None = None,
-        delete_qps: int | None = None,
-        update_qps: int | None = None,
-    ) -> Instance:
-        validate_instance_name(name)
-        self.get_account(account_id)
-        if capacity < 1:
-            raise LookalikeError(e.INVALID_PARAMETER, "Capacity must be at least 1 picture.")
-        for label, qps in (
-            ("search", search_qps),
-            ("add", add_qps),
-            ("delete", delete_qps),
-            ("update", update_qps),
-        ):
-            if qps is not None and qps < 1:
-                raise LookalikeError(e.INVALID_PARAMETER, f"The {label} QPS must be at least 1.")
-        return self._instances.create(
-            account_id=account_id,
-            name=name,
-            service_type=service_type,
-            capacity=capacity,
-            search_qps=search_qps,
-            add_qps=add_qps,
-            delete_qps=delete_qps,
-            update_qps=update_qps,
-            now=self._clock.now(),
-        )
-
+    # --- instances (created by billing: buy, trial or an operator grant) ---
     def list_instances(self, account: Account) -> list[Instance]:
         return self._instances.list_for_account(None if account.is_admin else account.id)
 

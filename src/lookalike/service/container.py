@@ -10,8 +10,10 @@ from sqlalchemy import Engine
 from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
+from lookalike.service.billing import BillingService, CatalogueSource
 from lookalike.service.images import ImageService
 from lookalike.service.index_manager import IndexManager
+from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
@@ -29,12 +31,16 @@ class Services:
     engine: Engine
     clock: Clock
     accounts: AccountService
+    billing: BillingService
+    lifecycle: LifecycleService
     images: ImageService
     indexes: IndexManager
     batcher: MicroBatcher
     bootstrap_key: IssuedKey | None  # set only on the very first start
+    instances_repo: InstanceRepository
 
     def close(self) -> None:
+        self.lifecycle.stop()
         self.indexes.close()
         self.batcher.close()
         self.engine.dispose()
@@ -57,6 +63,37 @@ def build_account_service(settings: Settings, engine: Engine, clock: Clock) -> A
     )
 
 
+@dataclass
+class ControlPlane:
+    """What admin commands need: accounts and billing, without loading the model."""
+
+    engine: Engine
+    accounts: AccountService
+    billing: BillingService
+    instances: InstanceRepository
+
+
+def build_control_plane(settings: Settings, clock: Clock) -> ControlPlane:
+    engine = open_database(settings)
+    return ControlPlane(
+        engine,
+        build_account_service(settings, engine, clock),
+        build_billing_service(settings, engine, clock),
+        InstanceRepository(engine),
+    )
+
+
+def build_billing_service(settings: Settings, engine: Engine, clock: Clock) -> BillingService:
+    return BillingService(
+        engine=engine,
+        clock=clock,
+        catalogue=CatalogueSource(settings.catalogue_path),
+        accounts=AccountRepository(engine),
+        instances=InstanceRepository(engine),
+        default_trial_seats=settings.trial_seats,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -75,6 +112,7 @@ def build_services(
         embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms
     )
 
+    billing = build_billing_service(settings, engine, clock)
     image_repo = ImageRepository(engine)
     indexes = IndexManager(
         settings.index_dir, image_repo, embedder.DIM, exact_below=settings.index_exact_below
@@ -84,8 +122,13 @@ def build_services(
         indexes.get(instance_id)
     if background:
         indexes.start_background_saver(settings.index_save_interval_s)
+    lifecycle = LifecycleService(engine, clock, billing, indexes)
+    if background:
+        lifecycle.sweep()
+        lifecycle.start(settings.sweep_interval_s)
     images = ImageService(
         accounts=accounts,
+        billing=billing,
         instances=InstanceRepository(engine),
         images=image_repo,
         indexes=indexes,
@@ -95,4 +138,16 @@ def build_services(
         clock=clock,
         image_limits=settings.image_limits,
     )
-    return Services(settings, engine, clock, accounts, images, indexes, batcher, bootstrap_key)
+    return Services(
+        settings,
+        engine,
+        clock,
+        accounts,
+        billing,
+        lifecycle,
+        images,
+        indexes,
+        batcher,
+        bootstrap_key,
+        InstanceRepository(engine),
+    )

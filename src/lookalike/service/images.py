@@ -37,6 +37,7 @@ from lookalike.domain.validation import (
     validate_str_attr,
 )
 from lookalike.service.accounts import AccountService
+from lookalike.service.billing import BillingService
 from lookalike.service.index_manager import IndexManager
 from lookalike.service.limits import Operation, RateLimiter
 from lookalike.storage.accounts_repo import InstanceRepository
@@ -88,6 +89,7 @@ class ImageService:
         self,
         *,
         accounts: AccountService,
+        billing: BillingService,
         instances: InstanceRepository,
         images: ImageRepository,
         indexes: IndexManager,
@@ -98,6 +100,7 @@ class ImageService:
         image_limits: ImageLimits,
     ) -> None:
         self._accounts = accounts
+        self._billing = billing
         self._instances = instances
         self._images = images
         self._indexes = indexes
@@ -109,10 +112,13 @@ class ImageService:
 
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
-        instance = self._accounts.instance_for(account, name)
+        """Owned instance with the limits of the package it holds now; data-plane calls need it active."""
+        instance = self._billing.effective(self._accounts.instance_for(account, name))
         if operation is not None:
             if instance.status != ACTIVE:
-                raise LookalikeError(e.INSTANCE_STATUS_ERROR, "Your instance is unavailable.")
+                raise LookalikeError(
+                    e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
+                )
             self._limiter.check(instance, operation)
         return instance
 

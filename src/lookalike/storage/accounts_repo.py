@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.domain.errors import INSTANCE_ALREADY_EXISTS, INVALID_PARAMETER, LookalikeError
@@ -124,41 +124,56 @@ class InstanceRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(
+    def insert(
         self,
+        conn: Connection,
         *,
         account_id: str,
         name: str,
         service_type: ServiceType,
         capacity: int,
         search_qps: int,
-        add_qps: int | None,
-        delete_qps: int | None,
-        update_qps: int | None,
+        paid_until: datetime,
         now: datetime,
-    ) -> Instance:
-        values = dict(
-            id=_new_id("ins"),
-            account_id=account_id,
-            name=name,
-            service_type=int(service_type),
-            capacity=capacity,
-            search_qps=search_qps,
-            add_qps=add_qps,
-            delete_qps=delete_qps,
-            update_qps=update_qps,
-            status="active",
-            created_at=now,
-            expires_at=None,
-        )
+    ) -> str:
+        """Insert an instance inside the caller's transaction; capacity/QPS mirror its first package."""
+        instance_id = _new_id("ins")
+        taken = conn.execute(
+            select(instances.c.id).where(instances.c.name == name, instances.c.status != "released")
+        ).first()
+        if taken is not None:
+            raise LookalikeError(INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists.")
         try:
-            with self._engine.begin() as conn:
-                conn.execute(insert(instances).values(**values))
+            with conn.begin_nested():
+                conn.execute(
+                    insert(instances).values(
+                        id=instance_id,
+                        account_id=account_id,
+                        name=name,
+                        service_type=int(service_type),
+                        capacity=capacity,
+                        search_qps=search_qps,
+                        status="active",
+                        created_at=now,
+                        expires_at=paid_until,
+                        auto_renew=False,
+                    )
+                )
         except IntegrityError as exc:
             raise LookalikeError(
                 INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists."
             ) from exc
-        return self.get(str(values["id"])) or _never()
+        return instance_id
+
+    def set_operation_limits(
+        self, instance_id: str, *, add_qps: int | None, delete_qps: int | None, update_qps: int | None
+    ) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(instances)
+                .where(instances.c.id == instance_id)
+                .values(add_qps=add_qps, delete_qps=delete_qps, update_qps=update_qps)
+            )
 
     def get(self, instance_id: str) -> Instance | None:
         with self._engine.connect() as conn:
@@ -166,12 +181,15 @@ class InstanceRepository:
         return _instance(row) if row else None
 
     def get_by_name(self, name: str) -> Instance | None:
+        """The live instance of that name; a released one has given its name up."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(instances).where(instances.c.name == name)).first()
+            row = conn.execute(
+                select(instances).where(instances.c.name == name, instances.c.status != "released")
+            ).first()
         return _instance(row) if row else None
 
     def list_for_account(self, account_id: str | None) -> list[Instance]:
-        query = select(instances).order_by(instances.c.created_at)
+        query = select(instances).where(instances.c.status != "released").order_by(instances.c.created_at)
         if account_id is not None:
             query = query.where(instances.c.account_id == account_id)
         with self._engine.connect() as conn:
@@ -187,7 +205,3 @@ class InstanceRepository:
                 select(func.count()).select_from(images).where(images.c.instance_id == instance_id)
             ).scalar_one()
         return int(value)
-
-
-def _never() -> Instance:
-    raise RuntimeError("instance vanished right after insert")

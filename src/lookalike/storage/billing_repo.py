@@ -294,8 +294,33 @@ def set_auto_renew(
     )
 
 
-def instances_to_sweep(conn: Connection) -> list[Any]:
-    return list(conn.execute(select(instances).where(instances.c.status != "released")).all())
+@dataclass(frozen=True)
+class SweepRow:
+    id: str
+    account_id: str
+    name: str
+    status: str
+    paid_until: datetime | None
+    auto_renew: bool
+    auto_renew_unit: str | None
+    auto_renew_count: int | None
+
+
+def instances_to_sweep(conn: Connection) -> list[SweepRow]:
+    rows = conn.execute(select(instances).where(instances.c.status != "released")).all()
+    return [
+        SweepRow(
+            id=r.id,
+            account_id=r.account_id,
+            name=r.name,
+            status=r.status,
+            paid_until=utc(r.expires_at) if r.expires_at else None,
+            auto_renew=bool(r.auto_renew),
+            auto_renew_unit=r.auto_renew_unit,
+            auto_renew_count=r.auto_renew_count,
+        )
+        for r in rows
+    ]
 
 
 # --- private packages ---

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from lookalike import __version__
+from lookalike.api.rest.billing_routes import router as billing_router
 from lookalike.api.rest.errors import error_response, install_error_handlers, request_id
 from lookalike.api.rest.routes import router
 from lookalike.domain import errors as e
@@ -49,4 +50,5 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
 
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(billing_router)
     return app

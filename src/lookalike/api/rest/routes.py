@@ -268,6 +268,7 @@ def admin_disable_key(request: Request, key_id: str, _admin: AdminDep) -> dict[s
 
 @router.post("/admin/instances", tags=["admin"])
 async def admin_create_instance(request: Request, _admin: AdminDep) -> dict[str, Any]:
+    """An operator grant: an instance of any size at no charge, held for `months` (default 12)."""
     payload = await read_payload(request)
     service_type = (payload.text("service_type") or "product").lower()
     if service_type not in ("product", "generic"):
@@ -276,12 +277,17 @@ async def admin_create_instance(request: Request, _admin: AdminDep) -> dict[str,
     qps = payload.integer("qps")
     if capacity is None or qps is None:
         raise LookalikeError(e.INVALID_PARAMETER, "capacity and qps are required.")
-    instance = services(request).accounts.create_instance(
+    svc = services(request)
+    instance = svc.billing.grant(
         payload.text("account_id") or "",
         payload.text("name") or "",
         capacity=capacity,
-        search_qps=qps,
+        qps=qps,
+        months=payload.integer("months") or 12,
         service_type=ServiceType.PRODUCT if service_type == "product" else ServiceType.GENERIC,
+    )
+    svc.instances_repo.set_operation_limits(
+        instance.id,
         add_qps=payload.integer("add_qps"),
         delete_qps=payload.integer("delete_qps"),
         update_qps=payload.integer("update_qps"),

@@ -1,0 +1,178 @@
+"""Lifecycle sweeps: expiry notices, auto-renew, expiry and release, run by a scheduler in the server.
+
+A sweep is idempotent: notices carry dedupe keys, state moves are conditional updates (only one racing
+process wins each), and auto-renew orders use a deterministic idempotency key. A lease in the database
+keeps a second process from sweeping at the same time; even without it nothing would happen twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete
+
+from lookalike.clock import Clock
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.lifecycle import InstanceState, due_notices, state_at
+from lookalike.service.billing import BillingService
+from lookalike.service.index_manager import IndexManager
+from lookalike.storage import billing_repo as repo
+from lookalike.storage.db import write_transaction
+from lookalike.storage.tables import changes, images
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "lifecycle-sweep"
+LEASE_SECONDS = 120
+
+
+@dataclass
+class SweepReport:
+    ran: bool = True
+    notices: int = 0
+    renewed: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+
+
+class LifecycleService:
+    def __init__(self, engine: Engine, clock: Clock, billing: BillingService, indexes: IndexManager) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._billing = billing
+        self._indexes = indexes
+        self._holder = f"sweeper-{secrets.token_hex(6)}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> SweepReport:
+        now = self._clock.now()
+        with write_transaction(self._engine) as conn:
+            if not repo.try_lease(
+                conn, LEASE_NAME, self._holder, now, now + timedelta(seconds=LEASE_SECONDS)
+            ):
+                return SweepReport(ran=False)
+            rows = repo.instances_to_sweep(conn)
+        report = SweepReport()
+        for row in rows:
+            try:
+                self._sweep_one(row, report)
+            except Exception:  # one broken instance must not stop the others' sweeps
+                log.exception("sweeping instance %s failed", row.id)
+        with write_transaction(self._engine) as conn:
+            repo.try_lease(conn, LEASE_NAME, self._holder, now, now)  # hand the lease back
+        return report
+
+    def _sweep_one(self, row: repo.SweepRow, report: SweepReport) -> None:
+        if row.paid_until is None:
+            return
+        paid_until = row.paid_until
+        now = self._clock.now()
+        with write_transaction(self._engine) as conn:
+            for days in due_notices(now, paid_until):
+                if repo.add_event(
+                    conn,
+                    account_id=row.account_id,
+                    instance_id=row.id,
+                    kind=f"expiring_in_{days}d",
+                    data={"name": row.name, "paid_until": paid_until.isoformat()},
+                    now=now,
+                    dedupe_key=f"notice:{row.id}:{paid_until.isoformat()}:{days}",
+                ):
+                    report.notices += 1
+        state = state_at(now, paid_until)
+        if state is InstanceState.ACTIVE:
+            return
+        if row.auto_renew and state is InstanceState.EXPIRED and self._auto_renew(row, paid_until):
+            report.renewed.append(row.name)
+            return
+        with write_transaction(self._engine) as conn:
+            if repo.set_status(conn, row.id, "active", "expired", now):
+                repo.add_event(
+                    conn,
+                    account_id=row.account_id,
+                    instance_id=row.id,
+                    kind="expired",
+                    data={"name": row.name, "paid_until": paid_until.isoformat()},
+                    now=now,
+                    dedupe_key=f"expired:{row.id}:{paid_until.isoformat()}",
+                )
+                report.expired.append(row.name)
+        if state is InstanceState.RELEASED:
+            self._release(row, report)
+
+    def _auto_renew(self, row: repo.SweepRow, paid_until: datetime) -> bool:
+        with self._engine.connect() as conn:
+            sub = repo.last_subscription(conn, row.id)
+        if sub is None:
+            return False
+        unit = row.auto_renew_unit or sub.period_unit
+        count = row.auto_renew_count or sub.period_count
+        try:
+            self._billing.renew_automatically(
+                row.account_id,
+                row.id,
+                sub.package_id,
+                unit,
+                count,
+                key=f"auto-renew:{row.id}:{paid_until.isoformat()}",
+            )
+            return True
+        except LookalikeError as exc:
+            log.info("auto-renew of %s failed: %s", row.id, exc.code)
+            with write_transaction(self._engine) as conn:
+                repo.add_event(
+                    conn,
+                    account_id=row.account_id,
+                    instance_id=row.id,
+                    kind="auto_renew_failed",
+                    data={"code": exc.code, "message": exc.message},
+                    now=self._clock.now(),
+                    dedupe_key=f"auto-renew-failed:{row.id}:{paid_until.isoformat()}",
+                )
+            return False
+
+    def _release(self, row: repo.SweepRow, report: SweepReport) -> None:
+        """Purge the pictures, vectors and change log; free the name. Orders and the ledger stay."""
+        now = self._clock.now()
+        with write_transaction(self._engine) as conn:
+            locked = repo.lock_instance(conn, row.id)
+            if locked is None or locked.status == "released":
+                return
+            paid_until = repo.utc(locked.expires_at) if locked.expires_at else None
+            if paid_until is None or state_at(now, paid_until) is not InstanceState.RELEASED:
+                return  # renewed in the meantime
+            conn.execute(delete(images).where(images.c.instance_id == row.id))
+            conn.execute(delete(changes).where(changes.c.instance_id == row.id))
+            repo.set_status(conn, row.id, locked.status, "released", now)
+            repo.add_event(
+                conn,
+                account_id=row.account_id,
+                instance_id=row.id,
+                kind="released",
+                data={"name": row.name, "paid_until": paid_until.isoformat()},
+                now=now,
+                dedupe_key=f"released:{row.id}",
+            )
+        self._indexes.drop(row.id)
+        report.released.append(row.name)
+
+    # --- scheduler ---
+    def start(self, interval_s: float) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.sweep()
+                except Exception:
+                    log.exception("lifecycle sweep failed")
+
+        self._thread = threading.Thread(target=loop, name="lifecycle-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
