@@ -171,6 +171,30 @@ def cmd_create_instance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_limits(args: argparse.Namespace) -> int:
+    """Per-instance operation limits (the delete limit is 20/s unless the operator says otherwise)."""
+    control = _control(args)
+    instance = control.instances.get_by_name(args.name)
+    if instance is None:
+        raise LookalikeError("InvalidInstance", f"No instance named {args.name!r}.")
+    control.instances.set_operation_limits(
+        instance.id,
+        add_qps=args.add_qps if args.add_qps is not None else instance.add_qps,
+        delete_qps=args.delete_qps if args.delete_qps is not None else instance.delete_qps,
+        update_qps=args.update_qps if args.update_qps is not None else instance.update_qps,
+    )
+    updated = control.instances.get(instance.id)
+    assert updated is not None
+    payload = {
+        "name": updated.name,
+        "add_qps": updated.add_qps,
+        "delete_qps": updated.delete_qps,
+        "update_qps": updated.update_qps,
+    }
+    _emit(args, payload, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+    return 0
+
+
 def _minor(text: str, exponent: int) -> int:
     from lookalike.domain.money import parse_decimal_amount
 
@@ -350,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-qps", type=int, default=None)
     p.add_argument("--months", type=int, default=12, help="how long the grant lasts")
     p.set_defaults(func=cmd_create_instance)
+    p = admin_sub.add_parser("set-instance-limits", help="override an instance's add/delete/update QPS")
+    p.add_argument("name")
+    p.add_argument("--add-qps", type=int, default=None)
+    p.add_argument("--delete-qps", type=int, default=None)
+    p.add_argument("--update-qps", type=int, default=None)
+    p.set_defaults(func=cmd_set_limits)
     p = admin_sub.add_parser("top-up", help="credit an account's balance (a payment received)")
     p.add_argument("account")
     p.add_argument("amount", help='decimal amount in the catalogue currency, e.g. "500.00"')
