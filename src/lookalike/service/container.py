@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -38,6 +38,8 @@ class Services:
     batcher: MicroBatcher
     bootstrap_key: IssuedKey | None  # set only on the very first start
     instances_repo: InstanceRepository
+    # Wall time for request freshness (signature timestamps): real even when `clock` is a test's or demo's.
+    request_clock: Clock = field(default_factory=SystemClock)
 
     def close(self) -> None:
         self.lifecycle.stop()

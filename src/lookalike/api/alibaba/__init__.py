@@ -1,0 +1,1 @@
+"""Alibaba Cloud Image Search compatibility (2020-12-14 RPC, 2019-03-25 ROA): a thin adapter over the service layer."""
