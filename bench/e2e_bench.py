@@ -631,7 +631,17 @@ def machine_info() -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "faiss": faiss.__version__,
         "numpy": np.__version__,
+        # Other work may be in progress in the tree; the server runs whatever src/ holds.
+        "git_head": _git("rev-parse", "--short", "HEAD"),
+        "git_src_dirty": bool(_git("status", "--porcelain", "--", "src")),
     }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
 
 
 def print_table(out: dict[str, Any]) -> None:
