@@ -770,9 +770,9 @@ def main() -> None:
         split = max(1, args.ingest // 4)
         runs = []
         for clients, chunk in ((1, real[:split]), (4, real[split:])):
-            r = bench.ingest(chunk, clients)
-            print(f"ingest {clients} client(s): {r}", flush=True)
-            runs.append(r)
+            summary = bench.ingest(chunk, clients)
+            print(f"ingest {clients} client(s): {summary}", flush=True)
+            runs.append(summary)
         out["ingest_real"] = {"pictures": args.ingest, "runs": runs, "rss_after": proc_mem_mb(bench.pid)}
         extra = pictures[args.ingest :]
 
