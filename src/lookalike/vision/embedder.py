@@ -226,6 +226,9 @@ class EfficientNetEmbedder(ImageModel):
         self.model_path = enet.ensure_onnx_model(self.cache_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
+        # Spin-waiting threads burn the cores that decoding, cropping and HTTP need between runs
+        # (bench: the network alone went from 56 to 98 images/s on 2 cores with spinning off).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
