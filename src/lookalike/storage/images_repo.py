@@ -181,12 +181,10 @@ class ImageRepository:
         if not ids:
             return {}
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(*_RECORD_COLUMNS).where(
-                    images.c.instance_id == instance_id, images.c.id.in_(list(ids))
-                )
-            ).all()
-        return {int(r.id): _record(r) for r in rows}
+            # Look up by primary key only: with instance_id in the WHERE clause SQLite walked the
+            # (instance_id, category_id) index over every row of the instance (13 ms at 100k vs 0.08 ms).
+            rows = conn.execute(select(*_RECORD_COLUMNS).where(images.c.id.in_(list(ids)))).all()
+        return {int(r.id): _record(r) for r in rows if r.instance_id == instance_id}
 
     def _where(self, instance_id: str, filter_node: Node | None, category_id: int | None) -> list[Any]:
         clauses: list[Any] = [images.c.instance_id == instance_id]
