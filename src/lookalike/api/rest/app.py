@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from lookalike import __version__
+from lookalike.api.alibaba.app import install_alibaba_routes
 from lookalike.api.rest.billing_routes import router as billing_router
 from lookalike.api.rest.errors import error_response, install_error_handlers, request_id
 from lookalike.api.rest.routes import router
+from lookalike.api.rest.task_routes import router as task_router
 from lookalike.domain import errors as e
 from lookalike.service.container import Services
 
@@ -51,4 +53,6 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(billing_router)
+    app.include_router(task_router)
+    install_alibaba_routes(app)
     return app
