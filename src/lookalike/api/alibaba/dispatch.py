@@ -8,11 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-
-from lookalike.api.alibaba.request import AcsRequest, parse_request
-from lookalike.domain.errors import LookalikeError
+from lookalike.api.alibaba.request import AcsRequest
 from lookalike.domain.models import Account
 from lookalike.service.container import Services
 

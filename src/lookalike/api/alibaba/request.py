@@ -56,7 +56,9 @@ class AcsRequest:
         try:
             return int(value.strip())
         except ValueError:
-            raise LookalikeError(code, f"The specified parameter {name} is not valid: {value[:40]!r}.") from None
+            raise LookalikeError(
+                code, f"The specified parameter {name} is not valid: {value[:40]!r}."
+            ) from None
 
     def boolean(self, name: str, default: bool) -> bool:
         """SDKs send Python's True/False, Java's true/false: compare case-insensitively."""
