@@ -289,6 +289,29 @@ class ImageService:
         )
         return SearchResult(hits, matched, _elapsed_ms(started), info)
 
+    @property
+    def model_id(self) -> str:
+        """The embedding model of the stored vectors; a query vector for ``search_by_vector`` must match."""
+        return self._model_id
+
+    def search_by_vector(
+        self,
+        account: Account,
+        instance_name: str,
+        vector: np.ndarray,
+        options: SearchOptions = SearchOptions(),
+    ) -> SearchResult:
+        """Search with a query vector made elsewhere (text search) in the space of ``model_id``.
+
+        Same gate, paging, filter, threshold and de-duplication as the picture searches; no PicInfo.
+        """
+        started = time.perf_counter()
+        node, threshold = self._check_search(options)
+        instance = self._instance(account, instance_name, Operation.SEARCH)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        hits, matched = self._vector_search(instance, query, options, node, threshold)
+        return SearchResult(hits, matched, _elapsed_ms(started))
+
     def search_by_filter(
         self, account: Account, instance_name: str, filter: str | None, *, num: int = 10, start: int = 0
     ) -> SearchResult:
