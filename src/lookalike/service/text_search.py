@@ -1,0 +1,80 @@
+"""Text -> image search (Alibaba's SearchImageByText), offline.
+
+The query text is turned into a vector in the stored picture-embedding space by
+:class:`lookalike.vision.text_encoder.TextQueryModel` (sentence model -> ImageNet class
+distribution -> the image network's classifier head), then searched through
+:meth:`ImageService.search_by_vector`: the same gate (ownership, instance state, search QPS),
+paging, filter, ScoreThreshold and DistinctProductId handling as the picture searches.
+
+Score: the cosine between the query vector and the picture's embedding, clipped to [0, 1] as for
+picture search. Text queries score far lower than near-duplicate pictures (a relevant picture
+typically 0.15-0.35, an unrelated one below 0.1), so a ScoreThreshold tuned for picture search
+filters out every text result.
+
+The sentence model is English-only: Chinese queries run, but what they find is close to chance
+(``bench/results/text_search_eval.json``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Final
+
+from lookalike.domain import errors as e
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import Account, SearchResult
+from lookalike.service.images import ImageService, SearchOptions
+from lookalike.vision.text_encoder import TextQueryModel
+
+INVALID_TEXT: Final = "InvalidText"
+INVALID_TEXT_LENGTH: Final = "InvalidTextLength"
+MAX_TEXT_LENGTH: Final = 512
+
+
+def validate_text(text: str | None) -> str:
+    """Text is required, at most 512 characters, and must contain something besides whitespace."""
+    if text is None or not text.strip():
+        raise LookalikeError(INVALID_TEXT, "The specified parameter Text is not valid: it is empty.")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise LookalikeError(
+            INVALID_TEXT_LENGTH,
+            f"Invalid text clause: Text has {len(text)} characters, the maximum is {MAX_TEXT_LENGTH}.",
+        )
+    return text.strip()
+
+
+class TextSearchService:
+    def __init__(self, images: ImageService, model: TextQueryModel) -> None:
+        self._images = images
+        self._model = model
+        self._checked = False
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> TextQueryModel:
+        return self._model
+
+    def _ensure_compatible(self) -> None:
+        if self._checked:
+            return
+        with self._lock:
+            if self._images.model_id != self._model.IMAGE_MODEL_ID:
+                raise LookalikeError(
+                    e.INTERNAL_ERROR,
+                    f"Text search projects onto {self._model.IMAGE_MODEL_ID} embeddings, "
+                    f"but this service stores {self._images.model_id}.",
+                )
+            self._checked = True
+
+    def search(
+        self, account: Account, instance_name: str, text: str | None, options: SearchOptions | None = None
+    ) -> SearchResult:
+        """Hits for ``text``; ``search_time_ms`` includes embedding the text. No PicInfo."""
+        started = time.perf_counter()
+        query = validate_text(text)
+        self._ensure_compatible()
+        vector = self._model.query_vector(query)
+        result = self._images.search_by_vector(account, instance_name, vector, options or SearchOptions())
+        elapsed = round((time.perf_counter() - started) * 1000)
+        return SearchResult(result.hits, result.matched, elapsed)
