@@ -21,6 +21,14 @@ class Settings:
     embed_max_batch: int = 16
     embed_max_wait_ms: float = 3.0
     embed_threads: int | None = None
+    # Advance uploads (AuthorizeFileUpload + OSS PostObject; api/alibaba/upload.py). The "host:port" clients
+    # reach the HTTPS upload listener at; the SDK posts to https://{Bucket}.{Endpoint}/, so it is split at its
+    # first dot into Bucket and Endpoint. None: uploads disabled (plain base64 PicContent still works).
+    upload_public_host: str | None = None
+    upload_ttl_s: float = 2 * 3600.0  # upload window after AuthorizeFileUpload, then object lifetime
+    upload_max_pending: int = 1000  # live upload grants per account
+    upload_cert: Path | None = None  # PEM certificate + key of the upload listener;
+    upload_key: Path | None = None  # default: self-signed, generated once into <data_dir>/upload-tls/
     admin_name: str = "admin"
     model_cache_dir: Path | None = None  # default: <data_dir>/models
     catalogue_path: Path | None = None  # default: the packaged catalogue (lookalike/data/catalogue.json)
