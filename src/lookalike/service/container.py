@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Engine
 
@@ -15,12 +16,14 @@ from lookalike.service.images import ImageService
 from lookalike.service.index_manager import IndexManager
 from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
+from lookalike.service.text_search import TextSearchService
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitStore
 from lookalike.storage.secrets import SecretBox
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
+from lookalike.vision.text_encoder import TextQueryModel
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,11 @@ class Services:
         self.indexes.close()
         self.batcher.close()
         self.engine.dispose()
+
+    @cached_property
+    def text_search(self) -> TextSearchService:
+        """SearchImageByText; the sentence model loads on the first text query, not at start-up."""
+        return TextSearchService(self.images, TextQueryModel(self.settings.models_dir))
 
 
 def open_database(settings: Settings) -> Engine:
