@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,20 @@ class Settings:
     catalogue_path: Path | None = None  # default: the packaged catalogue (lookalike/data/catalogue.json)
     trial_seats: int = 100  # free-trial seats until the operator sets a number
     sweep_interval_s: float = 60.0
+    # Export/batch tasks. Each default reads its environment variable, so `lookalike serve` picks them up.
+    # Base of the signed download links (MetaUrl, ErrorUrl): what clients reach this server at.
+    public_base_url: str = field(
+        default_factory=lambda: os.environ.get("LOOKALIKE_PUBLIC_URL", "http://127.0.0.1:8000")
+    )
+    # IncreaseInstance "buckets": name -> local directory. LOOKALIKE_BUCKETS="name=/path,other=/path2".
+    buckets: Mapping[str, Path] = field(
+        default_factory=lambda: parse_buckets(os.environ.get("LOOKALIKE_BUCKETS", ""))
+    )
+    # Hosts a task's CallbackAddress may name (exact host names). LOOKALIKE_CALLBACK_HOSTS="a.example,b".
+    callback_hosts: frozenset[str] = field(
+        default_factory=lambda: parse_hosts(os.environ.get("LOOKALIKE_CALLBACK_HOSTS", ""))
+    )
+    callback_timeout_s: float = 5.0
 
     @property
     def models_dir(self) -> Path:
@@ -42,3 +58,20 @@ class Settings:
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+
+def parse_buckets(text: str) -> dict[str, Path]:
+    """Parse "name=/path,other=/path2" into {name: Path}; a malformed entry is an error, never dropped."""
+    buckets: dict[str, Path] = {}
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        name, sep, path = entry.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"bucket mapping {entry!r} is not name=/path")
+        buckets[name.strip()] = Path(path.strip())
+    return buckets
+
+
+def parse_hosts(text: str) -> frozenset[str]:
+    return frozenset(h.strip().lower() for h in text.split(",") if h.strip())

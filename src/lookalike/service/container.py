@@ -16,12 +16,14 @@ from lookalike.service.images import ImageService
 from lookalike.service.index_manager import IndexManager
 from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
+from lookalike.service.tasks import TaskService, load_link_key
 from lookalike.service.text_search import TextSearchService
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitStore
 from lookalike.storage.secrets import SecretBox
+from lookalike.storage.tasks_repo import TaskRepository
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
 from lookalike.vision.text_encoder import TextQueryModel
 
@@ -41,10 +43,12 @@ class Services:
     batcher: MicroBatcher
     bootstrap_key: IssuedKey | None  # set only on the very first start
     instances_repo: InstanceRepository
+    tasks: TaskService  # DumpMeta / IncreaseInstance tasks and their worker
     # Wall time for request freshness (signature timestamps): real even when `clock` is a test's or demo's.
     request_clock: Clock = field(default_factory=SystemClock)
 
     def close(self) -> None:
+        self.tasks.stop()
         self.lifecycle.stop()
         self.indexes.close()
         self.batcher.close()
@@ -148,6 +152,17 @@ def build_services(
         clock=clock,
         image_limits=settings.image_limits,
     )
+    tasks = TaskService(
+        settings=settings,
+        repo=TaskRepository(engine),
+        images=images,
+        accounts=accounts,
+        instances=InstanceRepository(engine),
+        clock=clock,
+        link_key=load_link_key(settings.data_dir),
+    )
+    if background:
+        tasks.start()  # also resumes tasks a crash interrupted
     return Services(
         settings,
         engine,
@@ -160,4 +175,5 @@ def build_services(
         batcher,
         bootstrap_key,
         InstanceRepository(engine),
+        tasks,
     )

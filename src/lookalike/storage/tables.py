@@ -231,3 +231,54 @@ job_leases = Table(
     Column("holder", String(64), nullable=False),
     Column("lease_until", DateTime(timezone=True), nullable=False),
 )
+
+# --- export (DumpMeta) and batch (IncreaseInstance) tasks ---
+
+# One row per task. Ids never repeat (signed download links name them). At most one PROCESSING task of a
+# kind per instance, enforced by a partial unique index. `progress` is the last increment.meta line whose
+# effect is committed; a restarted worker resumes after it. The lease keeps two processes off one task.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "dump" | "increase"
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("instance_id", String(32), ForeignKey("instances.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # PROCESSING | SUCCESS | FAIL
+    Column("code", String(64), nullable=False, default=""),
+    Column("msg", Text, nullable=False, default=""),
+    Column("bucket_name", String(128), nullable=True),
+    Column("path", Text, nullable=True),
+    Column("callback_address", Text, nullable=True),
+    Column("progress", BigInteger, nullable=False, default=0),
+    Column("succeeded", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("lease_holder", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_tasks_instance_kind", "instance_id", "kind", "id"),
+    Index(
+        "uq_tasks_running",
+        "instance_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("status = 'PROCESSING'"),
+        postgresql_where=text("status = 'PROCESSING'"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+# Failed increment.meta lines, written in the same transaction as the task's progress (so a resumed task
+# never records a line twice); the error file behind ErrorUrl is rendered from them.
+task_errors = Table(
+    "task_errors",
+    metadata,
+    Column("task_id", BigInteger, ForeignKey("tasks.id"), primary_key=True),
+    Column("line_no", BigInteger, primary_key=True),
+    Column("operation", String(16), nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("pic_name", Text, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+)

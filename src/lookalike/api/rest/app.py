@@ -13,6 +13,7 @@ from lookalike.api.rest.billing_routes import router as billing_router
 from lookalike.api.rest.errors import error_response, install_error_handlers, request_id
 from lookalike.api.rest.routes import router
 from lookalike.api.rest.task_routes import router as task_router
+from lookalike.api.rest.task_routes import router as task_router
 from lookalike.domain import errors as e
 from lookalike.service.container import Services
 
@@ -53,6 +54,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(billing_router)
+    app.include_router(task_router)
     app.include_router(task_router)
     install_alibaba_routes(app)
     return app

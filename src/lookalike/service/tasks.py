@@ -1,0 +1,628 @@
+"""Export (DumpMeta) and batch (IncreaseInstance) tasks, run by one background worker thread.
+
+Decisions:
+* Batch lines go through ImageService.add_image / delete_images, the same use cases as the APIs: the same
+  validation, capacity check and rate limit. A line refused by flow control (DeniedRequest) is retried after
+  its retry_after, so a batch shares the instance's add/delete budget with online writes and never fails
+  for it. An unavailable or vanished instance stops the task (FAIL); any other refusal fails only its line.
+* A batch task that reads its file to the end is SUCCESS, with ErrorUrl when some lines failed; it is FAIL
+  when it could not run to the end, or when every line failed.
+* Crash safety: each line's outcome and the task's progress commit in one transaction; a restarted worker
+  resumes after the last committed line (adds are upserts and deletes are idempotent, so a line redone
+  after a crash between its write and its progress commit changes nothing). Exports restart from scratch
+  into a temporary file that replaces the final one. A lease on the task keeps two processes off one task.
+* Download links (MetaUrl, ErrorUrl) are `{public_base_url}/v1/exports/{id}?expires=…&signature=…`,
+  HMAC-SHA256 over the task id and expiry under a random key kept in the data dir, valid 2 hours from issue.
+* CallbackAddress must name an operator allow-listed host (refused at submission otherwise); the callback
+  is a JSON POST with a short timeout on its own thread, never retried and never blocking the task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from lookalike.clock import Clock
+from lookalike.config import Settings
+from lookalike.domain import errors as e
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import Account, Attributes, Instance
+from lookalike.service.accounts import AccountService
+from lookalike.service.images import ImageService
+from lookalike.storage.accounts_repo import InstanceRepository
+from lookalike.storage.tasks_repo import (
+    DUMP,
+    FAIL,
+    INCREASE,
+    PROCESSING,
+    SUCCESS,
+    LineError,
+    TaskRepository,
+    TaskRow,
+)
+
+log = logging.getLogger(__name__)
+
+TASK_ALREADY_EXIST: Final = "Console.TaskAlreadyExist"  # HTTP 409 (raised with status=409)
+INVALID_META_ITEM: Final = "InvalidMetaItem"  # an increment.meta line that is not a valid item
+UNSUPPORTED_OPERATION: Final = "UnsupportedOperationType"
+LINK_TTL_S: Final = 2 * 60 * 60
+LEASE_S: Final = 120.0
+POLL_S: Final = 5.0
+MAX_PAGE_SIZE: Final = 500  # the API metadata's maximum (the SDK docstring says 30; 500 accepts both)
+META_FILE: Final = "increment.meta"
+LINK_KEY_FILE: Final = "download-link.key"
+_FATAL_CODES = frozenset({e.INVALID_INSTANCE, e.INSTANCE_STATUS_ERROR})
+_INT_FIELDS = ("IntAttr", "IntAttr2", "IntAttr3", "IntAttr4")
+_STR_FIELDS = ("StrAttr", "StrAttr2", "StrAttr3", "StrAttr4")
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A task as the list actions show it; `url` is MetaUrl (exports) or ErrorUrl (batches), or ""."""
+
+    task: TaskRow
+    url: str
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    items: list[TaskView]
+    page_number: int
+    page_size: int
+    total: int
+
+
+def load_link_key(data_dir: Path) -> bytes:
+    """The download-link HMAC key: random, created once (mode 0600) in the data dir."""
+    path = data_dir / LINK_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+    return path.read_bytes()
+
+
+def resolve_in_bucket(root: Path, relative: str, start: Path | None = None) -> Path:
+    """`relative` inside the bucket root: from the root when it starts with "/" (or no `start` is
+    given), else from `start`. Refuses `..`, NUL, and anything that resolves (through symlinks too)
+    outside the root."""
+    if "\x00" in relative or ".." in PurePosixPath(relative).parts:
+        raise LookalikeError(e.INVALID_PARAMETER, f"The path {relative[:200]!r} leaves the bucket.")
+    real_root = Path(os.path.realpath(root))
+    origin = real_root if start is None or relative.startswith("/") else start
+    real = Path(os.path.realpath(origin / relative.lstrip("/")))
+    if not real.is_relative_to(real_root):
+        raise LookalikeError(e.INVALID_PARAMETER, f"The path {relative[:200]!r} leaves the bucket.")
+    return real
+
+
+def _paging(page_number: int | None, page_size: int | None) -> tuple[int, int]:
+    number = 1 if page_number is None else page_number
+    size = 10 if page_size is None else page_size
+    if number < 1:
+        raise LookalikeError(e.INVALID_PARAMETER, "PageNumber must be 1 or more.")
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise LookalikeError(e.INVALID_PARAMETER, f"PageSize must be between 1 and {MAX_PAGE_SIZE}.")
+    return number, size
+
+
+class _Stopped(Exception):
+    """The worker was asked to stop in the middle of a task."""
+
+
+class TaskService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        repo: TaskRepository,
+        images: ImageService,
+        accounts: AccountService,
+        instances: InstanceRepository,
+        clock: Clock,
+        link_key: bytes,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._repo = repo
+        self._images = images
+        self._accounts = accounts
+        self._instances = instances
+        self._clock = clock
+        self._key = link_key
+        self._holder = f"tasks-{secrets.token_hex(6)}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sleep = sleep or self._interruptible_sleep
+        self._dir = settings.data_dir / "tasks"
+
+    # --- submission ---
+    def start_dump(self, account: Account, instance_name: str) -> TaskRow:
+        instance = self._images.console_instance(account, instance_name)
+        task = self._repo.create(
+            kind=DUMP, account_id=account.id, instance_id=instance.id, now=self._clock.now()
+        )
+        if task is None:
+            raise LookalikeError(
+                TASK_ALREADY_EXIST,
+                "A task that is in progress already exists: an export is running.",
+                status=409,
+            )
+        self._wake.set()
+        return task
+
+    def start_increase(
+        self,
+        account: Account,
+        instance_name: str,
+        *,
+        bucket_name: str | None,
+        path: str | None,
+        callback_address: str | None = None,
+    ) -> TaskRow:
+        if not bucket_name:
+            raise LookalikeError(e.INVALID_PARAMETER, "BucketName is required.")
+        if not path:
+            raise LookalikeError(e.INVALID_PARAMETER, "Path is required.")
+        self._meta_file(bucket_name, path)  # refuse a bad bucket or path now, not in the worker
+        if callback_address:
+            self._check_callback(callback_address)
+        instance = self._images.console_instance(account, instance_name, active=True)
+        task = self._repo.create(
+            kind=INCREASE,
+            account_id=account.id,
+            instance_id=instance.id,
+            now=self._clock.now(),
+            bucket_name=bucket_name,
+            path=path,
+            callback_address=callback_address or None,
+        )
+        if task is None:
+            raise LookalikeError(
+                TASK_ALREADY_EXIST,
+                "A task that is in progress already exists: a batch task is running on this instance.",
+                status=409,
+            )
+        self._wake.set()
+        return task
+
+    def _bucket_root(self, bucket_name: str) -> Path:
+        root = self._settings.buckets.get(bucket_name)
+        if root is None:
+            raise LookalikeError(
+                e.INVALID_PARAMETER,
+                f"Unknown bucket {bucket_name[:128]!r}: the operator maps bucket names to directories "
+                "(LOOKALIKE_BUCKETS).",
+            )
+        return root
+
+    def _meta_file(self, bucket_name: str, path: str) -> Path:
+        """The increment.meta a task reads: Path names the file (or its directory) inside the bucket."""
+        if not path.startswith("/") or (path.endswith("/") and path != "/"):
+            raise LookalikeError(e.INVALID_PARAMETER, "Path must start with '/' and must not end with '/'.")
+        root = self._bucket_root(bucket_name)
+        target = resolve_in_bucket(root, path)
+        if target.is_dir():
+            target = resolve_in_bucket(root, f"{path.rstrip('/')}/{META_FILE}")
+        if not target.is_file():
+            raise LookalikeError(
+                e.INVALID_PARAMETER, f"No {META_FILE} file at {path[:200]!r} in bucket {bucket_name!r}."
+            )
+        return target
+
+    def _check_callback(self, address: str) -> None:
+        parts = urlsplit(address)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            raise LookalikeError(e.INVALID_PARAMETER, "CallbackAddress must be an http(s) URL.")
+        if host not in self._settings.callback_hosts:
+            raise LookalikeError(
+                e.INVALID_PARAMETER,
+                f"CallbackAddress host {host!r} is not on this server's callback allow-list "
+                "(LOOKALIKE_CALLBACK_HOSTS).",
+            )
+
+    # --- listing ---
+    def list_dumps(
+        self,
+        account: Account,
+        instance_name: str,
+        *,
+        task_id: int | None = None,
+        page_number: int | None = None,
+        page_size: int | None = None,
+    ) -> TaskPage:
+        number, size = _paging(page_number, page_size)
+        instance = self._images.console_instance(account, instance_name)
+        rows, total = self._repo.list_tasks(
+            instance.id, DUMP, task_id=task_id, offset=(number - 1) * size, limit=size
+        )
+        return TaskPage([TaskView(r, self._url_for(r)) for r in rows], number, size, total)
+
+    def list_increases(
+        self,
+        account: Account,
+        instance_name: str,
+        *,
+        task_id: int | None = None,
+        bucket_name: str | None = None,
+        path: str | None = None,
+        page_number: int | None = None,
+        page_size: int | None = None,
+    ) -> TaskPage:
+        number, size = _paging(page_number, page_size)
+        instance: Instance = self._images.console_instance(account, instance_name)
+        rows, total = self._repo.list_tasks(
+            instance.id,
+            INCREASE,
+            task_id=task_id,
+            bucket_name=bucket_name,
+            path=path,
+            offset=(number - 1) * size,
+            limit=size,
+        )
+        return TaskPage([TaskView(r, self._url_for(r)) for r in rows], number, size, total)
+
+    # --- download links ---
+    def _file_for(self, task: TaskRow) -> Path:
+        name = "meta.jsonl" if task.kind == DUMP else "errors.jsonl"
+        return self._dir / str(task.id) / name
+
+    def _url_for(self, task: TaskRow) -> str:
+        if task.kind == DUMP and task.status != SUCCESS:
+            return ""
+        if task.kind == INCREASE and (task.status == PROCESSING or task.failed == 0):
+            return ""
+        return self.signed_url(task.id)
+
+    def _signature(self, task_id: int, expires: int) -> str:
+        return hmac.new(self._key, f"task-file:{task_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def signed_url(self, task_id: int) -> str:
+        expires = math.ceil(self._clock.timestamp()) + LINK_TTL_S  # at least the full 2 hours
+        base = self._settings.public_base_url.rstrip("/")
+        return f"{base}/v1/exports/{task_id}?expires={expires}&signature={self._signature(task_id, expires)}"
+
+    def open_download(self, task_id: int, expires: str | None, signature: str | None) -> tuple[Path, str]:
+        """The file behind a signed link and a download name; 403 for a bad or expired link."""
+        try:
+            expires_at = int(expires or "")
+        except ValueError:
+            expires_at = -1
+        expected = self._signature(task_id, expires_at)
+        if expires_at < 0 or not hmac.compare_digest(expected, signature or ""):
+            raise LookalikeError(e.NO_PERMISSION, "The download link is not valid.", status=403)
+        if self._clock.timestamp() > expires_at:
+            raise LookalikeError(e.NO_PERMISSION, "The download link has expired.", status=403)
+        task = self._repo.get(task_id)
+        if task is None or not self._url_for(task):
+            raise LookalikeError("NotFound", "There is no file for this task.", status=404)
+        path = self._file_for(task)
+        if not path.is_file():
+            raise LookalikeError("NotFound", "The task's file is gone.", status=404)
+        name = f"dump-{task.id}.meta" if task.kind == DUMP else f"increment-{task.id}-errors.jsonl"
+        return path, name
+
+    # --- the worker ---
+    def start(self) -> None:
+        """Run tasks on a background thread: pending ones (resuming after a crash) now, new ones as
+        they are submitted, and every few seconds those other processes left behind."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.run_pending()
+                except Exception:
+                    log.exception("task worker pass failed")
+                self._wake.wait(POLL_S)
+                self._wake.clear()
+
+        self._thread = threading.Thread(target=loop, name="task-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stopped
+
+    def run_pending(self) -> int:
+        """Run every PROCESSING task this process can lease, to the end; returns how many finished.
+        Tests call it directly for a deterministic run."""
+        finished = 0
+        for task_id in self._repo.pending_ids():
+            if self._stop.is_set():
+                break
+            task = self._repo.claim(task_id, self._holder, self._clock.now(), self._lease_until())
+            if task is None:
+                continue
+            try:
+                done = self._run_dump(task) if task.kind == DUMP else self._run_increase(task)
+            except _Stopped:
+                self._repo.release(task.id, self._holder)
+                break
+            if done is not None:
+                finished += 1
+                self._notify(done)
+        return finished
+
+    def _lease_until(self) -> datetime:
+        return self._clock.now() + timedelta(seconds=LEASE_S)
+
+    def _renew(self, task: TaskRow) -> bool:
+        return self._repo.claim(task.id, self._holder, self._clock.now(), self._lease_until()) is not None
+
+    def _finish(self, task: TaskRow, status: str, code: str, msg: str) -> TaskRow | None:
+        if not self._repo.finish(task.id, self._holder, status, code, msg, self._clock.now()):
+            return None  # lost the lease: another worker owns the task now
+        return self._repo.get(task.id)
+
+    def _run_dump(self, task: TaskRow) -> TaskRow | None:
+        target = self._file_for(task)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".tmp")
+        count = 0
+        try:
+            with temporary.open("w", encoding="utf-8") as handle:
+                for row in self._repo.iter_export_rows(task.instance_id):
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+                    if count % 1000 == 0:
+                        if self._stop.is_set():
+                            raise _Stopped
+                        if not self._renew(task):
+                            return None
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError as exc:
+            log.exception("export task %s failed", task.id)
+            return self._finish(task, FAIL, "Console.InternalError", f"Writing the export failed: {exc}")
+        return self._finish(task, SUCCESS, "", f"{count} pictures exported.")
+
+    def _run_increase(self, task: TaskRow) -> TaskRow | None:
+        assert task.bucket_name is not None and task.path is not None
+        try:
+            meta = self._meta_file(task.bucket_name, task.path)
+            base = meta.parent
+            root = self._bucket_root(task.bucket_name)
+            account = self._accounts.get_account(task.account_id)
+            instance = self._instances.get(task.instance_id)
+            if instance is None or instance.status == "released":
+                raise LookalikeError(e.INVALID_INSTANCE, "The instance no longer exists.")
+            lines = self._lines(meta, after=task.progress)
+            for line_no, text in lines:
+                outcome = self._apply_line(account, instance.name, root, base, line_no, text)
+                if not self._repo.record_line(
+                    task.id,
+                    self._holder,
+                    line_no,
+                    outcome,
+                    counted=bool(text.strip()),
+                    now=self._clock.now(),
+                    lease_until=self._lease_until(),
+                ):
+                    return None  # lost the lease
+        except LookalikeError as exc:
+            self._write_errors(task)
+            return self._finish(task, FAIL, exc.code, exc.message)
+        except OSError as exc:
+            self._write_errors(task)
+            return self._finish(task, FAIL, "Console.InternalError", f"Reading {task.path} failed: {exc}")
+        latest = self._repo.get(task.id)
+        assert latest is not None
+        self._write_errors(latest)
+        summary = f"{latest.succeeded} lines applied, {latest.failed} failed."
+        if latest.failed and not latest.succeeded:
+            return self._finish(task, FAIL, "AllLinesFailed", summary)
+        return self._finish(task, SUCCESS, "", summary)
+
+    @staticmethod
+    def _lines(meta: Path, *, after: int) -> Iterator[tuple[int, str]]:
+        with meta.open("rb") as handle:
+            for line_no, raw in enumerate(handle, 1):
+                if line_no > after:
+                    yield line_no, raw.decode("utf-8", errors="replace")
+
+    def _apply_line(
+        self, account: Account, instance_name: str, root: Path, base: Path, line_no: int, text: str
+    ) -> LineError | None:
+        """Apply one line; its failure as a LineError, or None. Retries flow-control refusals; raises
+        for refusals that concern the whole task (instance gone or unavailable)."""
+        if not text.strip():
+            return None
+        operation, product_id, pic_name = "", "", ""
+        while True:
+            try:
+                item = json.loads(text)
+                if not isinstance(item, dict):
+                    raise LookalikeError(INVALID_META_ITEM, "The line is not a JSON object.")
+                operation = str(item.get("OperationType") or "").upper()
+                product_id = _text(item, "ProductId")
+                pic_name = _text(item, "PicName")
+                if operation == "ADD":
+                    self._add(account, instance_name, root, base, item, product_id, pic_name)
+                elif operation == "DELETE":
+                    self._images.delete_images(
+                        account, instance_name, product_id=product_id, pic_name=pic_name or None
+                    )
+                else:
+                    raise LookalikeError(UNSUPPORTED_OPERATION, "OperationType must be ADD or DELETE.")
+                return None
+            except json.JSONDecodeError as exc:
+                return LineError(line_no, "", "", "", INVALID_META_ITEM, f"The line is not JSON: {exc.msg}.")
+            except LookalikeError as exc:
+                if exc.code == e.DENIED_REQUEST:
+                    self._sleep(max(exc.retry_after or 0.0, 0.05))
+                    continue
+                if exc.code in _FATAL_CODES:
+                    raise
+                return LineError(line_no, operation, product_id, pic_name, exc.code, exc.message)
+            except OSError as exc:
+                return LineError(
+                    line_no,
+                    operation,
+                    product_id,
+                    pic_name,
+                    e.PIC_NOT_EXIST,
+                    f"Reading the picture failed: {exc}",
+                )
+            except Exception as exc:  # a bug must fail its line, not wedge the task in a retry loop
+                log.exception("task line %s failed unexpectedly", line_no)
+                return LineError(line_no, operation, product_id, pic_name, e.INTERNAL_ERROR, repr(exc)[:500])
+
+    def _add(
+        self,
+        account: Account,
+        instance_name: str,
+        root: Path,
+        base: Path,
+        item: dict[str, Any],
+        product_id: str,
+        pic_name: str,
+    ) -> None:
+        if not pic_name:
+            raise LookalikeError(e.NO_SPECIFIED_PIC_NAME, "The parameter PicName no specified.")
+        # PicName is the picture's path: relative to increment.meta's folder, or absolute in the bucket.
+        picture_path = resolve_in_bucket(root, pic_name, base)
+        if not picture_path.is_file():
+            raise LookalikeError(e.PIC_NOT_EXIST, f"No picture file {pic_name[:200]!r} in the bucket.")
+        limit = self._settings.image_limits.max_bytes
+        if picture_path.stat().st_size > limit:
+            raise e.pic_too_large(limit)
+        category = item.get("CategoryId")
+        self._images.add_image(
+            account,
+            instance_name,
+            product_id=product_id,
+            pic_name=pic_name,
+            picture=picture_path.read_bytes(),
+            category_id=None if category is None else _integer(category, "CategoryId", e.INVALID_CATEGORY),
+            crop=_boolean(item.get("Crop", True)),
+            region=_text(item, "Region") or None,
+            attributes=Attributes(**_attributes(item)),
+            custom_content=_text(item, "CustomContent"),
+        )
+
+    def _write_errors(self, task: TaskRow) -> None:
+        errors = self._repo.errors(task.id)
+        if not errors:
+            return
+        target = self._file_for(task)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            for err in errors:
+                entry = {
+                    "Line": err.line_no,
+                    "OperationType": err.operation,
+                    "ProductId": err.product_id,
+                    "PicName": err.pic_name,
+                    "Code": err.code,
+                    "Message": err.message,
+                }
+                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        os.replace(temporary, target)
+
+    # --- callbacks ---
+    def _notify(self, task: TaskRow) -> None:
+        if task.kind != INCREASE or not task.callback_address:
+            return
+        address = task.callback_address
+        try:
+            self._check_callback(address)  # the allow-list may have shrunk since submission
+        except LookalikeError:
+            log.warning("task %s: callback host no longer allowed, not called", task.id)
+            return
+        body = {
+            "Id": task.id,
+            "Status": task.status,
+            "Code": task.code,
+            "Msg": task.msg,
+            "BucketName": task.bucket_name,
+            "Path": task.path,
+            "ErrorUrl": self._url_for(task),
+        }
+        timeout = self._settings.callback_timeout_s
+
+        def post() -> None:
+            try:
+                httpx.post(address, json=body, timeout=timeout, follow_redirects=False)
+            except httpx.HTTPError as exc:
+                log.warning("task %s: callback to %s failed: %s", task.id, address, exc)
+
+        threading.Thread(target=post, name=f"task-callback-{task.id}", daemon=True).start()
+
+
+def _attributes(item: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for slot, key in enumerate(_INT_FIELDS, 1):
+        fields[f"int_attr{'' if slot == 1 else slot}"] = _integer(
+            item.get(key), key, _slot_code(e.INVALID_INT_ATTR, slot)
+        )
+    for slot, key in enumerate(_STR_FIELDS, 1):
+        fields[f"str_attr{'' if slot == 1 else slot}"] = _text(item, key)
+    return fields
+
+
+def _slot_code(base: str, slot: int) -> str:
+    return base if slot == 1 else f"{base}{slot}"
+
+
+def _text(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise LookalikeError(INVALID_META_ITEM, f"{key} must be a string.")
+    return str(value)
+
+
+def _integer(value: Any, key: str, code: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise LookalikeError(code, f"{key} must be an integer.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise LookalikeError(code, f"{key} must be an integer.")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise LookalikeError(INVALID_META_ITEM, "Crop must be true or false.")
