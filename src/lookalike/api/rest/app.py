@@ -14,6 +14,7 @@ from lookalike.api.rest.errors import error_response, install_error_handlers, re
 from lookalike.api.rest.routes import router
 from lookalike.api.rest.task_routes import router as task_router
 from lookalike.api.rest.task_routes import router as task_router
+from lookalike.api.rest.text_routes import router as text_router
 from lookalike.domain import errors as e
 from lookalike.service.container import Services
 
@@ -56,5 +57,6 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(billing_router)
     app.include_router(task_router)
     app.include_router(task_router)
+    app.include_router(text_router)
     install_alibaba_routes(app)
     return app
