@@ -18,6 +18,7 @@ from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
 from lookalike.service.tasks import TaskService, load_link_key
 from lookalike.service.text_search import TextSearchService
+from lookalike.service.uploads import UploadStore
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.images_repo import ImageRepository
@@ -53,6 +54,11 @@ class Services:
         self.indexes.close()
         self.batcher.close()
         self.engine.dispose()
+
+    @cached_property
+    def uploads(self) -> UploadStore:
+        """The Advance-method upload store (AuthorizeFileUpload + PostObject); stateless apart from its files."""
+        return UploadStore.from_settings(self.settings, self.clock)
 
     @cached_property
     def text_search(self) -> TextSearchService:
