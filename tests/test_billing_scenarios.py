@@ -606,3 +606,33 @@ def test_renewal_with_another_package_takes_effect_at_the_next_cycle(
         "2027-04-01T00:00:00+00:00",
     )
     assert admitted_searches(services, account, "renewer") == 10
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Known gap: a renewal into a smaller package checks the picture count when bought, but adds "
+    "during the rest of the current cycle are checked only against the current package, so the next cycle "
+    "can start over capacity (3 pictures on a 2-picture package).",
+)
+def test_renewal_into_a_smaller_package_cannot_start_over_capacity(
+    services: Services, clock: ManualClock, pictures: dict[str, bytes]
+) -> None:
+    clock.set(at(2027, 1, 1))
+    account = new_account(services, "shrink", top_up=200000)
+    services.billing.create_private_package(
+        account.id, capacity=2, qps=1, monthly=1000, yearly=10000, package_id="tiny-2"
+    )
+    services.billing.buy(account, "shrink", "2.5m-5qps", idempotency_key="b")
+    first, *rest = pictures.items()
+    add_pictures(services, account, "shrink", dict([first]))
+    services.billing.renew(account, "shrink", "tiny-2", idempotency_key="r")  # 1 stored <= 2: accepted
+    clock.advance(2)
+    try:
+        add_pictures(services, account, "shrink", dict(rest))
+    except LookalikeError as err:
+        assert err.code in {"InstanceOverQuota", "CapacityBelowUsage"}
+    clock.set(at(2027, 2, 1))
+    services.lifecycle.sweep()
+    now = status(services, "shrink")
+    assert now["package_id"] == "tiny-2"
+    assert now["usage"] <= now["capacity"]
