@@ -16,9 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from alibabacloud_imagesearch20201214 import models
 from fastapi.testclient import TestClient
 from PIL import Image
+from Tea.exceptions import TeaException
 
+from alibaba_live import client_v3, live_server
 from conftest import Tenant
 from lookalike.api.rest.app import create_app
 from lookalike.clock import ManualClock
@@ -582,3 +585,113 @@ def test_settings_parsers() -> None:
     with pytest.raises(ValueError):
         parse_buckets("a")
     assert parse_hosts("Hooks.Example.com, 127.0.0.1,") == frozenset({"hooks.example.com", "127.0.0.1"})
+
+
+# --- the Alibaba actions through the official SDK (live loopback server) ---
+
+
+def _sdk_error(call: Callable[[], Any]) -> tuple[str, int | None]:
+    with pytest.raises(TeaException) as info:
+        call()
+    exc = info.value
+    status = getattr(exc, "status_code", None)
+    if status is None and isinstance(exc.data, dict):
+        status = exc.data.get("statusCode")
+    return exc.code, status
+
+
+def test_sdk_dump_meta_and_list(services: Services, tenant: Tenant, clock: ManualClock) -> None:
+    add(services, tenant, "商品 1", "a b&c.jpg", "coffee", str_attr="红")
+    with live_server(services) as endpoint:
+        client = client_v3(endpoint, tenant.key_id, tenant.secret)
+        started = client.dump_meta(models.DumpMetaRequest(instance_name="shop")).body
+        assert started.success is True
+        assert started.data.dump_meta_status == PROCESSING and isinstance(started.data.id, str)
+        tick(clock)
+        assert _sdk_error(lambda: client.dump_meta(models.DumpMetaRequest(instance_name="shop"))) == (
+            "Console.TaskAlreadyExist",
+            409,
+        )
+        services.tasks.run_pending()
+        tick(clock)
+        body = client.dump_meta_list(
+            models.DumpMetaListRequest(
+                instance_name="shop", id=int(started.data.id), page_number=1, page_size=30
+            )
+        ).body
+        assert (body.data.page_number, body.data.page_size, body.data.total_count) == (1, 30, 1)
+        item = body.data.dump_meta_list[0]
+        assert item.id == int(started.data.id) and item.status == SUCCESS and item.code == ""
+        assert isinstance(item.utc_create, str) and item.utc_create.isdigit()
+        assert isinstance(item.utc_modified, int) and item.utc_modified >= int(item.utc_create)
+        parts = urlsplit(item.meta_url)
+        response = httpx.get(f"http://{endpoint}{parts.path}?{parts.query}")
+        assert response.status_code == 200
+        row = json.loads(response.text.splitlines()[0])
+        assert (row["ProductId"], row["PicName"], row["StrAttr"]) == ("商品 1", "a b&c.jpg", "红")
+        tick(clock)
+        assert _sdk_error(
+            lambda: client.dump_meta_list(models.DumpMetaListRequest(instance_name="nope"))
+        ) == ("Console.InstanceNotFound", 400)
+
+
+def test_sdk_increase_instance_and_list(
+    services: Services, tenant: Tenant, clock: ManualClock, bucket: Path
+) -> None:
+    put_picture(bucket, "batch/girl_cloth1.jpg", "astronaut")
+    path = write_meta(
+        bucket,
+        [
+            {
+                "OperationType": "ADD",
+                "ProductId": "1000",
+                "PicName": "girl_cloth1.jpg",
+                "CategoryId": 0,
+                "IntAttr": 0,
+                "StrAttr": "value1",
+                "CustomContent": "k1:v1,k2:v2",
+                "Region": "20,40,60,80",
+            },
+            {"OperationType": "ADD", "ProductId": "1001", "PicName": "absent.jpg"},
+        ],
+    )
+    with live_server(services) as endpoint:
+        client = client_v3(endpoint, tenant.key_id, tenant.secret)
+        started = client.increase_instance(
+            models.IncreaseInstanceRequest(instance_name="shop", bucket_name=BUCKET, path=path)
+        ).body
+        assert started.success is True and started.data.increment_status == PROCESSING
+        tick(clock)
+        assert _sdk_error(
+            lambda: client.increase_instance(
+                models.IncreaseInstanceRequest(instance_name="shop", bucket_name=BUCKET, path=path)
+            )
+        ) == ("Console.TaskAlreadyExist", 409)
+        tick(clock)
+        assert _sdk_error(
+            lambda: client.increase_instance(
+                models.IncreaseInstanceRequest(instance_name="shop", bucket_name="unknown", path=path)
+            )
+        ) == ("InvalidParameter", 400)
+        services.tasks.run_pending()
+        tick(clock)
+        body = client.increase_list(
+            models.IncreaseListRequest(instance_name="shop", bucket_name=BUCKET, path=path, page_size=10)
+        ).body
+        assert body.data.total_count == 1
+        item = body.data.increments.instance[0]
+        assert item.id == int(started.data.id) and isinstance(item.id, int)
+        assert (item.status, item.bucket_name, item.path, item.callback_address) == (
+            SUCCESS,
+            BUCKET,
+            path,
+            "",
+        )
+        assert item.msg == "1 lines applied, 1 failed." and item.utc_create.isdigit()
+        parts = urlsplit(item.error_url)
+        errors = httpx.get(f"http://{endpoint}{parts.path}?{parts.query}").text.splitlines()
+        assert [json.loads(line)["Line"] for line in errors] == [2]
+        record = services.images.check_exists(tenant.account, "shop", "1000", "girl_cloth1.jpg")
+        assert (
+            record is not None and record.region == "20,40,60,80" and record.attributes.str_attr == "value1"
+        )
