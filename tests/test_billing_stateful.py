@@ -389,9 +389,12 @@ class BillingMachine(RuleBasedStateMachine):
     @invariant()
     def each_order_has_one_ledger_effect(self) -> None:
         with self.services.engine.connect() as conn:
-            per_order = dict(
-                conn.execute(select(ledger.c.order_id, func.count()).group_by(ledger.c.order_id)).all()
-            )
+            per_order: dict[str | None, int] = {
+                order_id: int(n)
+                for order_id, n in conn.execute(
+                    select(ledger.c.order_id, func.count()).group_by(ledger.c.order_id)
+                ).all()
+            }
             for order_id, amount, kind in conn.execute(select(orders.c.id, orders.c.amount, orders.c.kind)):
                 effects = per_order.get(order_id, 0)
                 if amount != 0:
