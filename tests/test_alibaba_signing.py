@@ -329,6 +329,13 @@ def test_v3_with_special_characters_in_query_and_body(svc: FakeServices, nonces:
 def test_v3_wrong_secret(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
     err = refused(e.SIGNATURE_MISMATCH, v3_request(secret="nope"), svc, nonces)
     assert "ACS3-HMAC-SHA256\n" not in err.message  # the server's StringToSign is not leaked
+    assert ":" in err.message  # aliyunsdkcore does message.split(':')[1] on this code
+
+
+def test_v3_body_hash_mismatch_message_keeps_a_colon(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
+    req = v3_request(form=[("ProductId", "a")])
+    req.body = b"ProductId=b"
+    assert ":" in refused(e.SIGNATURE_MISMATCH, req, svc, nonces).message
 
 
 def test_v3_body_tampered(svc: FakeServices, nonces: InMemoryNonceStore) -> None:

@@ -46,9 +46,13 @@ V3_REQUIRED_SIGNED: Final = ("host", "x-acs-content-sha256", "x-acs-date")
 # Present => must be signed: they choose the action or carry the replay protection.
 V3_SIGNED_WHEN_PRESENT: Final = ("x-acs-action", "x-acs-version", "x-acs-signature-nonce")
 
-# Generic on purpose: real POP echoes its StringToSign, which would help an attacker probe the scheme.
+# Real POP says "...server string to sign is:<StringToSign>". We do not echo it (it would help an attacker
+# probe the scheme), but the message keeps a ':' because the legacy core SDK (aliyunsdkcore) does
+# `message.split(':')[1]` on every SignatureDoesNotMatch and raises IndexError without one. The text after
+# the colon never equals a string to sign, so that SDK reports SignatureDoesNotMatch unchanged.
 _BAD_SIGNATURE_MESSAGE: Final = (
-    "The request signature does not match. Check your AccessKey secret and signing method."
+    "Specified signature is not matched with our calculation. "
+    "Check your AccessKey secret and signing method: server string to sign is not disclosed."
 )
 
 
@@ -168,7 +172,10 @@ def _verify_v3(req: AcsRequest, auth: str, services: Services, nonces: NonceStor
     account, secret = services.accounts.resolve_key(key_id)
     body_hash = hashlib.sha256(req.body).hexdigest()
     if not _same(body_hash, req.headers.get("x-acs-content-sha256", "").lower()):
-        raise LookalikeError(e.SIGNATURE_MISMATCH, "The x-acs-content-sha256 header does not match the body.")
+        raise LookalikeError(
+            e.SIGNATURE_MISMATCH,
+            "Specified signature is not matched: x-acs-content-sha256 differs from the body.",
+        )
     expected = hmac_sha256_hex(
         secret, v3_string_to_sign(req.method, req.path, req.query, req.headers, signed, body_hash)
     )
