@@ -608,12 +608,6 @@ def test_renewal_with_another_package_takes_effect_at_the_next_cycle(
     assert admitted_searches(services, account, "renewer") == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap: a renewal into a smaller package checks the picture count when bought, but adds "
-    "during the rest of the current cycle are checked only against the current package, so the next cycle "
-    "can start over capacity (3 pictures on a 2-picture package).",
-)
 def test_renewal_into_a_smaller_package_cannot_start_over_capacity(
     services: Services, clock: ManualClock, pictures: dict[str, bytes]
 ) -> None:

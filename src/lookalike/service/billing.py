@@ -200,6 +200,17 @@ class BillingService:
             return Availability(state, instance.capacity, instance.search_qps, None)
         return Availability(state, sub.capacity, sub.qps, sub.package_id)
 
+    def capacity_for_adds(self, instance: Instance) -> int:
+        """An add must fit the package held now AND every package already paid for a later cycle,
+        so a renewal into a smaller package can never start over capacity."""
+        now = self._clock.now()
+        with self._engine.connect() as conn:
+            held = repo.subscription_at(conn, instance.id, now)
+            capacities = [s.capacity for s in repo.subscriptions_of(conn, instance.id) if s.effective_to > now]
+        if held is None and not capacities:
+            return instance.capacity
+        return min(capacities) if capacities else instance.capacity
+
     def effective(self, instance: Instance) -> Instance:
         """The instance with the capacity and QPS of the package it holds right now, and its state."""
         found = self.availability(instance)

@@ -187,9 +187,8 @@ class ImageService:
             model_id=self._model_id,
         )
         with self._indexes.writing(instance.id) as index:
-            written = self._images.upsert(
-                instance.id, record, capacity=instance.capacity, now=self._clock.now()
-            )
+            capacity = self._billing.capacity_for_adds(instance)
+            written = self._images.upsert(instance.id, record, capacity=capacity, now=self._clock.now())
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created)
 
