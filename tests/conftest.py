@@ -56,7 +56,9 @@ def make_tenant(
     **qps_overrides: int,
 ) -> Tenant:
     account, key = services.accounts.create_account(name)
-    instance = grant_instance(services, account.id, instance_name, capacity=capacity, qps=qps, **qps_overrides)
+    instance = grant_instance(
+        services, account.id, instance_name, capacity=capacity, qps=qps, **qps_overrides
+    )
     return Tenant(account, key.access_key_id, key.access_key_secret, instance)
 
 

@@ -206,7 +206,9 @@ class BillingService:
         now = self._clock.now()
         with self._engine.connect() as conn:
             held = repo.subscription_at(conn, instance.id, now)
-            capacities = [s.capacity for s in repo.subscriptions_of(conn, instance.id) if s.effective_to > now]
+            capacities = [
+                s.capacity for s in repo.subscriptions_of(conn, instance.id) if s.effective_to > now
+            ]
         if held is None and not capacities:
             return instance.capacity
         return min(capacities) if capacities else instance.capacity
