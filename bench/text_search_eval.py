@@ -35,8 +35,8 @@ stored class probabilities q.p (reference)     140 (+edits)     0.633   0.933  0
 * English (30 queries): objects ImageNet knows are found first — cat/kitten/tabby, coffee/espresso,
   rocket/space shuttle, camera man/photographer/tripod, motorcycle/scooter, horse, grass, printed
   text. Misses are photos whose subject has no ImageNet class or that the network misreads even on
-  its own: astronaut (rank 5), "space suit" (8), moon (4), gravel (7), clock (5: the network calls
-  the photo "bubble"), coins (2).
+  its own: astronaut (5th), "space suit" (8th), moon (4th), gravel (7th), clock (5th: the network calls
+  the photo "bubble"), coins (2nd).
 * The projection is at least as good as scoring the network's real class probabilities, so storing
   probabilities per picture (a schema change and an add-time hook) would buy nothing here.
   Top-k/temperature variants move one or two queries either way; 50 / 0.1 was kept, not tuned further
