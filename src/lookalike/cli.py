@@ -21,8 +21,9 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import ServiceType
 
 if TYPE_CHECKING:
+    from lookalike.api.alibaba.upload import UploadListener
     from lookalike.service.accounts import AccountService
-    from lookalike.service.container import ControlPlane
+    from lookalike.service.container import ControlPlane, Services
 
 CREDENTIALS_FILE = "admin-credentials.json"
 
@@ -64,6 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, catalogue_path=Path(args.catalogue))
     if args.trial_seats is not None:
         settings = replace(settings, trial_seats=args.trial_seats)
+    if args.upload_port:
+        settings = _upload_settings(args, settings)
     clock = OffsetClock() if args.demo_clock else SystemClock()
     services = build_services(settings, clock=clock)
     base_url = f"http://{args.host}:{args.port}"
@@ -88,9 +91,61 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"  try: curl -u KEY_ID:SECRET {base_url}/v1/instances",
         flush=True,
     )
+    listener = _start_upload_listener(args, settings, services) if args.upload_port else None
     app = create_app(services)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        if listener is not None:
+            listener.stop()
     return 0
+
+
+def _upload_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """--upload-*: the public host defaults to the listener's own address when that is a concrete one."""
+    upload_host = args.upload_host or args.host
+    public = args.upload_public_host
+    if public is None:
+        if upload_host in ("0.0.0.0", "::", "") or "." not in upload_host:
+            raise SystemExit(
+                "--upload-public-host is required when --upload-host is not a dotted address "
+                "(the SDK uploads to https://{Bucket}.{Endpoint}/, e.g. uploads.example.com:8443)"
+            )
+        public = f"{upload_host}:{args.upload_port}"
+    if bool(args.upload_cert) != bool(args.upload_key):
+        raise SystemExit("--upload-cert and --upload-key go together")
+    return replace(
+        settings,
+        upload_public_host=public,
+        upload_cert=Path(args.upload_cert) if args.upload_cert else None,
+        upload_key=Path(args.upload_key) if args.upload_key else None,
+    )
+
+
+def _start_upload_listener(
+    args: argparse.Namespace, settings: Settings, services: Services
+) -> UploadListener:
+    from lookalike.api.alibaba.upload import UploadListener, ensure_tls_files
+
+    if settings.upload_cert is not None and settings.upload_key is not None:
+        cert, key = settings.upload_cert, settings.upload_key
+    else:
+        cert, key = ensure_tls_files(settings.data_dir, settings.upload_public_host)
+    listener = UploadListener(
+        services.uploads,
+        certfile=cert,
+        keyfile=key,
+        host=args.upload_host or args.host,
+        port=args.upload_port,
+    )
+    address = listener.start()
+    print(
+        f"Advance uploads (OSS PostObject) on https://{address}/, announced as "
+        f"https://{settings.upload_public_host}/\n"
+        f"  certificate: {cert} (clients trust it: RuntimeOptions(ca=...) or ignore_ssl=True)",
+        flush=True,
+    )
+    return listener
 
 
 # --- admin ---
@@ -347,6 +402,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo-clock", action="store_true", help="let the operator move this server's clock (demos only)"
     )
+    serve.add_argument(
+        "--upload-port", type=int, default=0, help="HTTPS port for the SDK's *_advance uploads (0: disabled)"
+    )
+    serve.add_argument(
+        "--upload-host", default=None, help="address the upload listener binds (default: --host)"
+    )
+    serve.add_argument(
+        "--upload-public-host",
+        default=None,
+        help="host:port clients reach the upload listener at, split at its first dot into Bucket.Endpoint "
+        "(default: --upload-host:--upload-port; e.g. uploads.example.com:8443)",
+    )
+    serve.add_argument(
+        "--upload-cert", default=None, help="PEM certificate (default: self-signed in the data dir)"
+    )
+    serve.add_argument("--upload-key", default=None, help="PEM private key for --upload-cert")
     serve.set_defaults(func=cmd_serve)
 
     admin = sub.add_parser("admin", help="operator tasks on the data directory")
