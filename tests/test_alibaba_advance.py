@@ -363,3 +363,15 @@ def test_per_account_cap_on_live_grants(services: Services, tenant: Tenant, cloc
     store.authorize("another-account")  # the cap is per account
     clock.advance(TTL_S + 1)
     store.authorize(tenant.account.id)  # expired grants no longer count once swept
+
+
+def test_self_signed_certificate_is_generated_once_and_follows_the_public_host(tmp_path: Path) -> None:
+    cert, key = ensure_tls_files(tmp_path, "127.0.0.1:9443")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    first = cert.read_bytes()
+    assert ensure_tls_files(tmp_path, "127.0.0.1:9443") == (cert, key) and cert.read_bytes() == first
+    ensure_tls_files(tmp_path, "uploads.example.com:8443")  # a new public name: a new certificate
+    assert cert.read_bytes() != first
+    key.write_bytes(b"half-written")  # a pair that does not belong together is replaced, not served
+    ensure_tls_files(tmp_path, "uploads.example.com:8443")
+    assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")

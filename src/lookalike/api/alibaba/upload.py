@@ -253,13 +253,20 @@ def _host_of(public_host: str) -> str:
     return host.lower()
 
 
-def _cert_names(cert_path: Path) -> set[str]:
+def _cert_names(cert_path: Path, key_path: Path) -> set[str]:
+    """The names a generated pair covers; empty when the files are unreadable or do not belong together
+    (a crash between writing the key and the certificate)."""
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
 
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    except (OSError, ValueError, TypeError, x509.ExtensionNotFound):
+        return set()
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
         return set()
     names = {name.lower() for name in san.get_values_for_type(x509.DNSName)}
     names |= {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
@@ -278,7 +285,7 @@ def ensure_tls_files(data_dir: Path, public_host: str | None) -> tuple[Path, Pat
     wanted = {"localhost", "127.0.0.1"}
     if public_host:
         wanted.add(_host_of(public_host))
-    if cert_path.is_file() and key_path.is_file() and wanted <= _cert_names(cert_path):
+    if wanted <= _cert_names(cert_path, key_path):
         return cert_path, key_path
 
     from cryptography import x509
