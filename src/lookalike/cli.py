@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, trial_seats=args.trial_seats)
     if args.upload_port:
         settings = _upload_settings(args, settings)
+    settings = _task_settings(args, settings)
     clock = OffsetClock() if args.demo_clock else SystemClock()
     services = build_services(settings, clock=clock)
     base_url = f"http://{args.host}:{args.port}"
@@ -99,6 +100,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if listener is not None:
             listener.stop()
     return 0
+
+
+def _task_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """--public-url, --bucket NAME=DIR, --callback-host: export links and IncreaseInstance buckets."""
+    from lookalike.config import parse_buckets, parse_hosts
+
+    changes: dict[str, Any] = {}
+    if args.public_url:
+        changes["public_base_url"] = args.public_url.rstrip("/")
+    elif "LOOKALIKE_PUBLIC_URL" not in os.environ:
+        changes["public_base_url"] = f"http://{args.host}:{args.port}"  # links point at this very server
+    if args.bucket:
+        changes["buckets"] = {**settings.buckets, **parse_buckets(",".join(args.bucket))}
+    if args.callback_host:
+        changes["callback_hosts"] = settings.callback_hosts | parse_hosts(",".join(args.callback_host))
+    return replace(settings, **changes) if changes else settings
 
 
 def _upload_settings(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -397,6 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_option(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--public-url", default=None, help="base URL of the signed download links")
+    serve.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="an IncreaseInstance bucket (repeat)",
+    )
+    serve.add_argument(
+        "--callback-host", action="append", default=[], help="a host CallbackAddress may name (repeat)"
+    )
     serve.add_argument("--catalogue", default=None, help="catalogue JSON file (default: the packaged one)")
     serve.add_argument("--trial-seats", type=int, default=None, help="initial number of free-trial seats")
     serve.add_argument(

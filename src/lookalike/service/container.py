@@ -57,7 +57,7 @@ class Services:
 
     @cached_property
     def uploads(self) -> UploadStore:
-        """The Advance-method upload store (AuthorizeFileUpload + PostObject); stateless apart from its files."""
+        """The Advance-method upload store (AuthorizeFileUpload + PostObject); only its files are state."""
         return UploadStore.from_settings(self.settings, self.clock)
 
     @cached_property
