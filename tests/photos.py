@@ -9,7 +9,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-# skimage.data images that load offline. `cat` is left out: it is the same photo as `chelsea`.
+# skimage.data images that load offline. `cat` is left out: it is the same photo as `chelsea`;
+# so is `motorcycle_right`, the other half of the stereo pair whose left view is used.
 PHOTO_NAMES = (
     "astronaut",
     "brick",
@@ -19,12 +20,16 @@ PHOTO_NAMES = (
     "clock",
     "coffee",
     "coins",
+    "colorwheel",
     "grass",
     "gravel",
+    "horse",
     "hubble_deep_field",
     "immunohistochemistry",
     "logo",
+    "microaneurysms",
     "moon",
+    "motorcycle_left",
     "page",
     "retina",
     "rocket",
@@ -35,8 +40,12 @@ PHOTO_NAMES = (
 def load_photo(name: str) -> Image.Image:
     import skimage.data
 
-    array = getattr(skimage.data, name)()
-    if array.dtype != np.uint8:
+    array = (
+        skimage.data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(skimage.data, name)()
+    )
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
         array = (np.clip(array, 0, 1) * 255).astype(np.uint8)
     image = Image.fromarray(array)
     if image.mode == "RGBA":
@@ -44,9 +53,9 @@ def load_photo(name: str) -> Image.Image:
         background.paste(image, mask=image.getchannel("A"))
         image = background
     image = image.convert("RGB")
-    # Keep every side within the service limits (100-4096) while preserving the aspect ratio.
-    if min(image.size) < 120:
-        scale = 120 / min(image.size)
+    # Keep every side, and every edit's (a 70% crop), within the service limits (100-4096 px).
+    if min(image.size) < 150:
+        scale = 150 / min(image.size)
         image = image.resize(
             (round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC
         )

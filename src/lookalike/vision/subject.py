@@ -40,7 +40,7 @@ UNIFORM_BORDER_SHARE: Final = 0.6
 CONTENT_LINE_SHARE: Final = 0.008
 # A trimmed box side is never below this share of the image side (a lone speck of
 # dust on a blank picture must not become the subject).
-MIN_TRIM_FRACTION: Final = 0.1
+MIN_TRIM_FRACTION: Final = 0.35
 # The saliency step never shrinks a side below this share of the picture's side.
 MIN_SALIENT_FRACTION: Final = 0.4
 # Saliency pixels at or above this share of the peak form the candidate blob.
