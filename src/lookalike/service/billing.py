@@ -48,6 +48,7 @@ from lookalike.domain.validation import validate_instance_name
 from lookalike.storage import billing_repo as repo
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.db import write_transaction
+from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import accounts
 
 DEFAULT_TRIAL_SEATS = 100
@@ -340,41 +341,27 @@ class BillingService:
                     f"{quote.total.currency} but the balance is "
                     f"{format_amount(balance, quote.total.currency, self.exponent)}.",
                 )
-            repo.append_ledger(
-                conn,
-                account_id=account_id,
-                kind="charge",
-                amount=-amount,
-                currency=quote.total.currency,
-                order_id=order_id,
-                now=now,
-            )
-            repo.add_event(
-                conn,
-                account_id=account_id,
-                instance_id=None,
-                kind="charged",
-                data={"order_id": order_id, "amount": amount},
-                now=now,
-            )
-        elif amount < 0:
-            repo.append_ledger(
-                conn,
-                account_id=account_id,
-                kind="refund",
-                amount=-amount,
-                currency=quote.total.currency,
-                order_id=order_id,
-                now=now,
-            )
-            repo.add_event(
-                conn,
-                account_id=account_id,
-                instance_id=None,
-                kind="refunded",
-                data={"order_id": order_id, "amount": -amount},
-                now=now,
-            )
+        if amount == 0:
+            return
+        kind, event = ("charge", "charged") if amount > 0 else ("refund", "refunded")
+        # The ledger records money into the balance: a charge is negative, a refund positive.
+        repo.append_ledger(
+            conn,
+            account_id=account_id,
+            kind=kind,
+            amount=-amount,
+            currency=quote.total.currency,
+            order_id=order_id,
+            now=now,
+        )
+        repo.add_event(
+            conn,
+            account_id=account_id,
+            instance_id=None,
+            kind=event,
+            data={"order_id": order_id, "amount": abs(amount)},
+            now=now,
+        )
 
     def _record_order(
         self,
@@ -566,7 +553,7 @@ class BillingService:
         row = repo.lock_instance(conn, instance_id)
         if row is None or row.status == "released":
             raise LookalikeError(e.INVALID_INSTANCE, "The instance has been released.")
-        paid_until = repo.utc(row.expires_at) if row.expires_at else now
+        paid_until = as_utc(row.expires_at) if row.expires_at else now
         state = state_at(now, paid_until)
         if state is InstanceState.RELEASED:
             raise LookalikeError(e.INSTANCE_STATUS_ERROR, "The instance is past its retention period.")

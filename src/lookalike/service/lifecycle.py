@@ -22,6 +22,7 @@ from lookalike.service.billing import BillingService
 from lookalike.service.index_manager import IndexManager
 from lookalike.storage import billing_repo as repo
 from lookalike.storage.db import write_transaction
+from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import changes, images
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class LifecycleService:
             locked = repo.lock_instance(conn, row.id)
             if locked is None or locked.status == "released":
                 return
-            paid_until = repo.utc(locked.expires_at) if locked.expires_at else None
+            paid_until = as_utc(locked.expires_at) if locked.expires_at else None
             if paid_until is None or state_at(now, paid_until) is not InstanceState.RELEASED:
                 return  # renewed in the meantime
             conn.execute(delete(images).where(images.c.instance_id == row.id))

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lookalike.domain.errors import INSTANCE_ALREADY_EXISTS, INVALID_PARAMETER, LookalikeError
 from lookalike.domain.models import AccessKey, Account, Instance, ServiceType
+from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import access_keys, accounts, images, instances
 
 
@@ -18,15 +19,8 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _account(row: Any) -> Account:
-    return Account(row.id, row.name, bool(row.is_admin), bool(row.disabled), _utc(row.created_at))
+    return Account(row.id, row.name, bool(row.is_admin), bool(row.disabled), as_utc(row.created_at))
 
 
 def _instance(row: Any) -> Instance:
@@ -41,8 +35,8 @@ def _instance(row: Any) -> Instance:
         delete_qps=row.delete_qps,
         update_qps=row.update_qps,
         status=row.status,
-        created_at=_utc(row.created_at),
-        expires_at=_utc(row.expires_at) if row.expires_at else None,
+        created_at=as_utc(row.created_at),
+        expires_at=as_utc(row.expires_at) if row.expires_at else None,
     )
 
 
@@ -100,7 +94,7 @@ class AccountRepository:
             row = conn.execute(select(access_keys).where(access_keys.c.id == key_id)).first()
         if row is None:
             return None
-        key = AccessKey(row.id, row.account_id, bool(row.disabled), _utc(row.created_at))
+        key = AccessKey(row.id, row.account_id, bool(row.disabled), as_utc(row.created_at))
         return key, bytes(row.secret_ciphertext)
 
     def set_access_key_disabled(self, key_id: str, disabled: bool) -> bool:
@@ -117,7 +111,7 @@ class AccountRepository:
                 .where(access_keys.c.account_id == account_id)
                 .order_by(access_keys.c.created_at)
             ).all()
-        return [AccessKey(r.id, r.account_id, bool(r.disabled), _utc(r.created_at)) for r in rows]
+        return [AccessKey(r.id, r.account_id, bool(r.disabled), as_utc(r.created_at)) for r in rows]
 
 
 class InstanceRepository:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import (
     events,
     idempotency_keys,
@@ -29,10 +30,6 @@ from lookalike.storage.tables import (
 TRIAL_SEATS_TOTAL = "trial_seats_total"
 TRIAL_SEATS_USED = "trial_seats_used"
 CLOCK_OFFSET = "clock_offset_seconds"
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def new_order_id() -> str:
@@ -67,12 +64,12 @@ def _subscription(row: Any) -> SubscriptionRow:
         qps=int(row.qps),
         cycle_price=int(row.cycle_price),
         currency=row.currency,
-        cycle_start=utc(row.cycle_start),
-        cycle_end=utc(row.cycle_end),
+        cycle_start=as_utc(row.cycle_start),
+        cycle_end=as_utc(row.cycle_end),
         period_unit=row.period_unit,
         period_count=int(row.period_count),
-        effective_from=utc(row.effective_from),
-        effective_to=utc(row.effective_to),
+        effective_from=as_utc(row.effective_from),
+        effective_to=as_utc(row.effective_to),
     )
 
 
@@ -165,7 +162,7 @@ def ledger_entries(conn: Connection, account_id: str, limit: int = 200) -> list[
             "currency": r.currency,
             "order_id": r.order_id,
             "reference": r.reference,
-            "created_at": utc(r.created_at).isoformat(),
+            "created_at": as_utc(r.created_at).isoformat(),
         }
         for r in rows
     ]
@@ -211,7 +208,7 @@ def list_orders(conn: Connection, account_id: str | None, limit: int = 200) -> l
             "amount": int(r.amount),
             "currency": r.currency,
             "receipt": json.loads(r.receipt),
-            "created_at": utc(r.created_at).isoformat(),
+            "created_at": as_utc(r.created_at).isoformat(),
         }
         for r in conn.execute(query).all()
     ]
@@ -314,7 +311,7 @@ def instances_to_sweep(conn: Connection) -> list[SweepRow]:
             account_id=r.account_id,
             name=r.name,
             status=r.status,
-            paid_until=utc(r.expires_at) if r.expires_at else None,
+            paid_until=as_utc(r.expires_at) if r.expires_at else None,
             auto_renew=bool(r.auto_renew),
             auto_renew_unit=r.auto_renew_unit,
             auto_renew_count=r.auto_renew_count,
@@ -444,7 +441,7 @@ def list_events(
             "instance_id": r.instance_id,
             "kind": r.kind,
             "data": json.loads(r.data),
-            "created_at": utc(r.created_at).isoformat(),
+            "created_at": as_utc(r.created_at).isoformat(),
         }
         for r in conn.execute(query).all()
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
 from lookalike.domain.filters import Node
 from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord
 from lookalike.storage.filter_sql import compile_filter
+from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, changes, images, instances
 
 FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
@@ -21,10 +22,6 @@ FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
 }
 
 _RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding",)]
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _record(row: Any) -> ImageRecord:
@@ -46,8 +43,8 @@ def _record(row: Any) -> ImageRecord:
         ),
         custom_content=row.custom_content,
         region=row.region,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
     )
 
 

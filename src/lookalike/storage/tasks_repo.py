@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.storage.db import write_transaction
+from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import images, task_errors, tasks
 
 PROCESSING = "PROCESSING"
@@ -18,10 +19,6 @@ SUCCESS = "SUCCESS"
 FAIL = "FAIL"
 DUMP = "dump"
 INCREASE = "increase"
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -68,8 +65,8 @@ def _row(r: Any) -> TaskRow:
         progress=int(r.progress),
         succeeded=int(r.succeeded),
         failed=int(r.failed),
-        created_at=_utc(r.created_at),
-        updated_at=_utc(r.updated_at),
+        created_at=as_utc(r.created_at),
+        updated_at=as_utc(r.updated_at),
     )
 
 
