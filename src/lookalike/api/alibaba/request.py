@@ -41,7 +41,7 @@ class AcsRequest:
 
     @property
     def style(self) -> str:
-        """"roa" for the 2019-03-25 paths, else "rpc"."""
+        """ "roa" for the 2019-03-25 paths, else "rpc"."""
         return "roa" if self.path in ROA_PATHS else "rpc"
 
     # --- typed access to the merged parameters ---
@@ -99,8 +99,10 @@ async def parse_request(request: Request) -> AcsRequest:
     # Dispatch (reference §3.3): x-acs-* headers, then Action/Version in the query, then the ROA path.
     query_map = dict(query)
     parsed.action = headers.get("x-acs-action") or query_map.get("Action") or ROA_PATHS.get(parsed.path, "")
-    parsed.version = headers.get("x-acs-version") or query_map.get("Version") or (
-        "2019-03-25" if parsed.path in ROA_PATHS else ""
+    parsed.version = (
+        headers.get("x-acs-version")
+        or query_map.get("Version")
+        or ("2019-03-25" if parsed.path in ROA_PATHS else "")
     )
     merged: dict[str, str] = {}
     for key, value in form:
