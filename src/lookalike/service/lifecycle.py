@@ -11,7 +11,7 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine, delete
 
@@ -22,6 +22,7 @@ from lookalike.service.billing import BillingService
 from lookalike.service.index_manager import IndexManager
 from lookalike.storage import billing_repo as repo
 from lookalike.storage.db import write_transaction
+from lookalike.storage.locks import LockStore, SqlLockStore
 from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import changes, images
 
@@ -40,8 +41,16 @@ class SweepReport:
 
 
 class LifecycleService:
-    def __init__(self, engine: Engine, clock: Clock, billing: BillingService, indexes: IndexManager) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        billing: BillingService,
+        indexes: IndexManager,
+        locks: LockStore | None = None,  # default: the job_leases table; Redis when configured
+    ) -> None:
         self._engine = engine
+        self._locks: LockStore = locks or SqlLockStore(engine, clock)
         self._clock = clock
         self._billing = billing
         self._indexes = indexes
@@ -50,21 +59,19 @@ class LifecycleService:
         self._thread: threading.Thread | None = None
 
     def sweep(self) -> SweepReport:
-        now = self._clock.now()
-        with write_transaction(self._engine) as conn:
-            if not repo.try_lease(
-                conn, LEASE_NAME, self._holder, now, now + timedelta(seconds=LEASE_SECONDS)
-            ):
-                return SweepReport(ran=False)
-            rows = repo.instances_to_sweep(conn)
-        report = SweepReport()
-        for row in rows:
-            try:
-                self._sweep_one(row, report)
-            except Exception:  # one broken instance must not stop the others' sweeps
-                log.exception("sweeping instance %s failed", row.id)
-        with write_transaction(self._engine) as conn:
-            repo.try_lease(conn, LEASE_NAME, self._holder, now, now)  # hand the lease back
+        if not self._locks.acquire(LEASE_NAME, self._holder, LEASE_SECONDS):
+            return SweepReport(ran=False)
+        try:
+            with self._engine.connect() as conn:
+                rows = repo.instances_to_sweep(conn)
+            report = SweepReport()
+            for row in rows:
+                try:
+                    self._sweep_one(row, report)
+                except Exception:  # one broken instance must not stop the others' sweeps
+                    log.exception("sweeping instance %s failed", row.id)
+        finally:
+            self._locks.release(LEASE_NAME, self._holder)  # hand the lease back
         return report
 
     def _sweep_one(self, row: repo.SweepRow, report: SweepReport) -> None:
