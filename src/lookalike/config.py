@@ -50,6 +50,11 @@ class Settings:
         default_factory=lambda: parse_hosts(os.environ.get("LOOKALIKE_CALLBACK_HOSTS", ""))
     )
     callback_timeout_s: float = 5.0
+    # Shared state for several replicas: rate limits, signature nonces and the sweep lock live in this Redis
+    # (redis://host:port/db; needs the [scale] extra). None: in memory per process and the SQL job_leases.
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("LOOKALIKE_REDIS_URL") or None)
+    # Prefix of every key Lookalike writes, so several deployments (or test runs) can share one Redis.
+    redis_prefix: str = field(default_factory=lambda: os.environ.get("LOOKALIKE_REDIS_PREFIX", "lookalike:"))
 
     @property
     def models_dir(self) -> Path:

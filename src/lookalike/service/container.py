@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -22,11 +23,16 @@ from lookalike.service.uploads import UploadStore
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.images_repo import ImageRepository
+from lookalike.storage.locks import LockStore, SqlLockStore
+from lookalike.storage.nonce_store import InMemoryNonceStore, NonceStore
 from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitStore
 from lookalike.storage.secrets import SecretBox
 from lookalike.storage.tasks_repo import TaskRepository
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
 from lookalike.vision.text_encoder import TextQueryModel
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,9 @@ class Services:
     tasks: TaskService  # DumpMeta / IncreaseInstance tasks and their worker
     # Wall time for request freshness (signature timestamps): real even when `clock` is a test's or demo's.
     request_clock: Clock = field(default_factory=SystemClock)
+    # Signature nonces of the Alibaba dialect: in memory, or Redis (shared by replicas) with redis_url.
+    nonces: NonceStore = field(default_factory=InMemoryNonceStore)
+    redis_client: redis.Redis | None = None  # the process's one Redis client (connection pool), if configured
 
     def close(self) -> None:
         self.tasks.stop()
@@ -54,6 +63,8 @@ class Services:
         self.indexes.close()
         self.batcher.close()
         self.engine.dispose()
+        if self.redis_client is not None:
+            self.redis_client.close()
 
     @cached_property
     def uploads(self) -> UploadStore:
@@ -142,7 +153,9 @@ def build_services(
         indexes.get(instance_id)
     if background:
         indexes.start_background_saver(settings.index_save_interval_s)
-    lifecycle = LifecycleService(engine, clock, billing, indexes)
+    shared = _shared_stores(settings, engine, clock)
+    rate_store = rate_store or shared.rate_store
+    lifecycle = LifecycleService(engine, clock, billing, indexes, shared.locks)
     if background:
         lifecycle.sweep()
         lifecycle.start(settings.sweep_interval_s)
@@ -154,7 +167,7 @@ def build_services(
         indexes=indexes,
         embedder=batcher,
         model_id=embedder.MODEL_ID,
-        limiter=RateLimiter(rate_store or InMemoryRateLimitStore(), clock),
+        limiter=RateLimiter(rate_store, clock),
         clock=clock,
         image_limits=settings.image_limits,
     )
@@ -182,4 +195,32 @@ def build_services(
         bootstrap_key,
         InstanceRepository(engine),
         tasks,
+        nonces=shared.nonces,
+        redis_client=shared.redis_client,
+    )
+
+
+@dataclass
+class SharedStores:
+    """State every replica must see the same: rate limits, signature nonces, job locks."""
+
+    rate_store: RateLimitStore
+    nonces: NonceStore
+    locks: LockStore
+    redis_client: redis.Redis | None = None
+
+
+def _shared_stores(settings: Settings, engine: Engine, clock: Clock) -> SharedStores:
+    if not settings.redis_url:
+        return SharedStores(InMemoryRateLimitStore(), InMemoryNonceStore(), SqlLockStore(engine, clock))
+    # Imported only here: redis is the optional [scale] dependency.
+    from lookalike.storage.locks import RedisLockStore
+    from lookalike.storage.redis_stores import RedisNonceStore, RedisRateLimitStore, connect
+
+    client, prefix = connect(settings.redis_url), settings.redis_prefix
+    return SharedStores(
+        RedisRateLimitStore(client, prefix + "rl:"),
+        RedisNonceStore(client, prefix + "nonce:"),
+        RedisLockStore(client, prefix + "lock:"),
+        redis_client=client,
     )

@@ -58,5 +58,5 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(billing_router)
     app.include_router(task_router)
     app.include_router(text_router)
-    install_alibaba_routes(app)
+    install_alibaba_routes(app, services.nonces)  # shared by replicas when Redis is configured
     return app
