@@ -19,12 +19,13 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_tenant
+from conftest import Tenant, make_tenant
 from lookalike.clock import ManualClock
 from lookalike.config import Settings
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.ratelimit import RateDecision, gcra
 from lookalike.service.container import Services, build_services, open_database
+from lookalike.service.lifecycle import SweepReport
 from lookalike.storage.locks import RedisLockStore, SqlLockStore
 from lookalike.storage.redis_stores import RedisNonceStore, RedisRateLimitStore, connect
 
@@ -262,9 +263,9 @@ def test_replicas_share_the_search_rate_limit(replicas: tuple[Services, Services
     assert sum(_admits(s, tenant) for s in (b, a, b, a, b, a)) == qps
 
 
-def _admits(services: Services, tenant: object) -> bool:
+def _admits(services: Services, tenant: Tenant) -> bool:
     try:
-        services.images.search_by_filter(tenant.account, "shop", "int_attr >= 0")  # type: ignore[attr-defined]
+        services.images.search_by_filter(tenant.account, "shop", "int_attr >= 0")
         return True
     except LookalikeError:
         return False
@@ -299,7 +300,7 @@ def test_only_one_of_two_concurrent_sweeps_holds_the_lock(
         original(row, report)  # type: ignore[arg-type]
 
     monkeypatch.setattr(a.lifecycle, "_sweep_one", slow_sweep_one)
-    reports = {}
+    reports: dict[str, SweepReport] = {}
     first = threading.Thread(target=lambda: reports.setdefault("a", a.lifecycle.sweep()))
     first.start()
     assert inside.wait(10)  # a holds the lock and is mid-sweep
