@@ -664,7 +664,8 @@ def _at_least(image: Image.Image, side: int) -> Image.Image:
 
 def fifty_pictures() -> dict[str, Image.Image]:
     """The shipped whole photos, plus the two disjoint halves of enough of them to make 50 genuinely
-    different pictures (no two share a pixel of content), the halves acting as close decoys of their parents."""
+    different pictures (no two share a pixel of content), the halves acting as close decoys of their
+    parents."""
     pictures: dict[str, Image.Image] = {name: photo(name) for name in PHOTO_NAMES}
     for name in PHOTO_NAMES[: (50 - len(PHOTO_NAMES)) // 2]:
         first, second = _halves(photo(name))
