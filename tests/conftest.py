@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +16,53 @@ from lookalike.domain.models import Account, Instance
 from lookalike.service.container import Services, build_services
 
 os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
+
+# Set (scripts/test's second pass) to a PostgreSQL server URL: every test that builds Services then gets a
+# database of its own on that server instead of the SQLite file in its data directory.
+TEST_DATABASE_URL = os.environ.get("LOOKALIKE_TEST_DATABASE_URL") or None
+
+
+@contextmanager
+def fresh_database_url() -> Iterator[str | None]:
+    """A URL of a new, empty PostgreSQL database, dropped afterwards; None on SQLite (the data dir's file).
+
+    A database per test, not a schema or a truncate, so each test sees exactly what a fresh install sees
+    (Alembic from zero, ids from 1) and nothing a previous test left, and tests may run in parallel."""
+    if TEST_DATABASE_URL is None:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    admin_url = sa.make_url(TEST_DATABASE_URL)
+    name = f"lookalike_test_{uuid.uuid4().hex[:16]}"
+    # CREATE/DROP DATABASE cannot run inside a transaction block.
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield admin_url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            # FORCE: a server subprocess killed mid-test may still hold connections.
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Also without `-m "not sqlite_only"`: a plain pytest run on PostgreSQL must not fail on those tests.
+    if TEST_DATABASE_URL is None:
+        return
+    skip = pytest.mark.skip(reason="SQLite-only test (LOOKALIKE_TEST_DATABASE_URL is set)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only") is not None:
+            item.add_marker(skip)
+
+
+def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) -> Settings:
+    """The one way tests build Settings, so the PostgreSQL pass reaches every test's database."""
+    return Settings(data_dir=data_dir, database_url=database_url, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +77,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, model_cache: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache)
+def database_url() -> Iterator[str | None]:
+    """The test's own PostgreSQL database under LOOKALIKE_TEST_DATABASE_URL, else None (SQLite)."""
+    with fresh_database_url() as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_cache: Path, database_url: str | None) -> Settings:
+    return make_settings(tmp_path / "data", database_url, model_cache_dir=model_cache)
 
 
 @pytest.fixture

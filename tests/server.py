@@ -23,23 +23,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cli_json(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+def with_database(env: dict[str, str] | None, database_url: str | None) -> dict[str, str] | None:
+    """`env` (default: ours) plus LOOKALIKE_DATABASE_URL when the test runs on its own database."""
+    if database_url is None:
+        return env
+    return {**(os.environ if env is None else env), "LOOKALIKE_DATABASE_URL": database_url}
+
+
+def cli_json(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, database_url: str | None = None
+) -> Any:
     out = subprocess.run(
         [*LOOKALIKE, *args, "--data-dir", str(data_dir), "--json"],
         check=True,
         capture_output=True,
         text=True,
-        env=env,
+        env=with_database(env, database_url),
     )
     return json.loads(out.stdout)
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, model_cache: Path, log_path: Path) -> None:
+    def __init__(
+        self, data_dir: Path, model_cache: Path, log_path: Path, database_url: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "LOOKALIKE_MODEL_CACHE_DIR": str(model_cache)}
+        if database_url is not None:
+            self.env["LOOKALIKE_DATABASE_URL"] = database_url
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -25,7 +25,7 @@ from darabonba.runtime import RuntimeOptions
 from Tea.exceptions import TeaException
 
 from alibaba_live import REGION, client_v3, live_server
-from conftest import Tenant, make_tenant
+from conftest import Tenant, make_settings, make_tenant
 from lookalike.api.alibaba.upload import UploadListener, ensure_tls_files
 from lookalike.clock import ManualClock
 from lookalike.config import Settings
@@ -58,11 +58,13 @@ def upload_sock() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, model_cache: Path, upload_sock: socket.socket) -> Settings:
+def settings(
+    tmp_path: Path, model_cache: Path, upload_sock: socket.socket, database_url: str | None
+) -> Settings:
     port = upload_sock.getsockname()[1]
     # Loopback form of the reference's trick: Bucket "127" + Endpoint "0.0.1:<port>" -> https://127.0.0.1:<port>/
-    return Settings(
-        data_dir=tmp_path / "data", model_cache_dir=model_cache, upload_public_host=f"127.0.0.1:{port}"
+    return make_settings(
+        tmp_path / "data", database_url, model_cache_dir=model_cache, upload_public_host=f"127.0.0.1:{port}"
     )
 
 

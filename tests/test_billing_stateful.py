@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import func, select
 
+from conftest import fresh_database_url, make_settings
 from lookalike.clock import ManualClock
-from lookalike.config import Settings
 from lookalike.domain.catalogue import default_catalogue
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.lifecycle import InstanceState, state_at
@@ -101,9 +102,11 @@ class BillingMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory(prefix="lookalike-stateful-")
+        self.database = ExitStack()  # the PostgreSQL pass's database of this run (dropped in teardown)
+        database_url = self.database.enter_context(fresh_database_url())
         self.clock = ManualClock(START)
         self.services = build_services(
-            Settings(data_dir=Path(self.tmp.name), model_cache_dir=SHARED_MODEL_CACHE),
+            make_settings(Path(self.tmp.name), database_url, model_cache_dir=SHARED_MODEL_CACHE),
             clock=self.clock,
             background=False,
         )
@@ -121,6 +124,7 @@ class BillingMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.services.close()
+        self.database.close()
         self.tmp.cleanup()
 
     # --- helpers ---

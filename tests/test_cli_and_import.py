@@ -6,17 +6,38 @@ import json
 import signal
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from imagegen import make_photo
-from server import LOOKALIKE, ServerProcess, cli_json
+from lookalike.storage.tables import metadata
+from server import LOOKALIKE, ServerProcess, with_database
+from server import cli_json as cli_plain
 
 
-def test_admin_commands_print_ids_and_secrets_as_json(tmp_path: Path) -> None:
+def stored_bytes(data_dir: Path, database_url: str | None) -> bytes:
+    """Everything the database holds: the SQLite file's bytes, or every row of every table."""
+    if database_url is None:
+        return (data_dir / "lookalike.db").read_bytes()
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            return b"\n".join(
+                repr(tuple(row)).encode()
+                for table in metadata.sorted_tables
+                for row in conn.execute(sa.select(table))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_admin_commands_print_ids_and_secrets_as_json(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "data"
+    cli_json = partial(cli_plain, database_url=database_url)
     account = cli_json(data_dir, "admin", "create-account", "acme")
     assert set(account) == {"account_id", "name", "access_key_id", "access_key_secret"}
     instance = cli_json(
@@ -37,7 +58,9 @@ def test_admin_commands_print_ids_and_secrets_as_json(tmp_path: Path) -> None:
     listed = cli_json(data_dir, "admin", "list-accounts")
     assert [a["name"] for a in listed["accounts"]] == ["acme"]
     # The secret is not stored in clear text anywhere in the database.
-    assert account["access_key_secret"].encode() not in (data_dir / "lookalike.db").read_bytes()
+    stored = stored_bytes(data_dir, database_url)
+    assert account["access_key_id"].encode() in stored  # (the check below can see what was stored)
+    assert account["access_key_secret"].encode() not in stored
     duplicate = subprocess.run(
         [
             *LOOKALIKE,
@@ -56,13 +79,17 @@ def test_admin_commands_print_ids_and_secrets_as_json(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
+        env=with_database(None, database_url),
     )
     assert duplicate.returncode == 1 and json.loads(duplicate.stdout)["code"] == "InstanceAlreadyExists"
 
 
 @pytest.mark.slow
-def test_import_resumes_after_a_crash_without_duplicates(tmp_path: Path, model_cache: Path) -> None:
+def test_import_resumes_after_a_crash_without_duplicates(
+    tmp_path: Path, model_cache: Path, database_url: str | None
+) -> None:
     data_dir = tmp_path / "data"
+    cli_json = partial(cli_plain, database_url=database_url)
     tenant = cli_json(data_dir, "admin", "create-account", "importer")
     cli_json(
         data_dir,
@@ -84,7 +111,7 @@ def test_import_resumes_after_a_crash_without_duplicates(tmp_path: Path, model_c
         product.mkdir(parents=True, exist_ok=True)
         (product / f"view-{i % 3}.jpg").write_bytes(make_photo(300, 240, seed=100 + i))
 
-    server = ServerProcess(data_dir, model_cache, tmp_path / "server.log")
+    server = ServerProcess(data_dir, model_cache, tmp_path / "server.log", database_url)
     server.start()
     try:
         command = [

@@ -15,9 +15,11 @@ from server import ServerProcess, cli_json
 
 
 @pytest.mark.slow
-def test_kill9_mid_stream_loses_no_acknowledged_add(tmp_path: Path, model_cache: Path) -> None:
+def test_kill9_mid_stream_loses_no_acknowledged_add(
+    tmp_path: Path, model_cache: Path, database_url: str | None
+) -> None:
     data_dir = tmp_path / "data"
-    tenant = cli_json(data_dir, "admin", "create-account", "crashco")
+    tenant = cli_json(data_dir, "admin", "create-account", "crashco", database_url=database_url)
     cli_json(
         data_dir,
         "admin",
@@ -31,11 +33,12 @@ def test_kill9_mid_stream_loses_no_acknowledged_add(tmp_path: Path, model_cache:
         "100",
         "--add-qps",
         "1000",
+        database_url=database_url,
     )
     creds = (tenant["access_key_id"], tenant["access_key_secret"])
     pictures = {f"pic-{i:03d}": make_photo(320 + (i % 5) * 16, 240 + (i % 3) * 16, seed=i) for i in range(60)}
 
-    server = ServerProcess(data_dir, model_cache, tmp_path / "server.log")
+    server = ServerProcess(data_dir, model_cache, tmp_path / "server.log", database_url)
     server.start()
     acknowledged: set[str] = set()
     attempted: set[str] = set()
@@ -69,7 +72,7 @@ def test_kill9_mid_stream_loses_no_acknowledged_add(tmp_path: Path, model_cache:
         thread.join(timeout=60)
     assert 20 <= len(acknowledged) < len(pictures)
 
-    restarted = ServerProcess(data_dir, model_cache, tmp_path / "server2.log")
+    restarted = ServerProcess(data_dir, model_cache, tmp_path / "server2.log", database_url)
     restarted.start()
     try:
         with httpx.Client(base_url=restarted.url, auth=creds, timeout=60) as client:

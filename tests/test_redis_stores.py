@@ -19,7 +19,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Tenant, make_tenant
+from conftest import Tenant, make_settings, make_tenant
 from lookalike.clock import ManualClock
 from lookalike.config import Settings
 from lookalike.domain.errors import LookalikeError
@@ -211,8 +211,8 @@ def test_redis_lock_expires_and_a_stale_holder_cannot_release_the_new_one(
     assert not locks.acquire("job", "a", 30)
 
 
-def test_sql_lock_store_wraps_job_leases(tmp_path: Path) -> None:
-    engine = open_database(Settings(data_dir=tmp_path / "data"))
+def test_sql_lock_store_wraps_job_leases(tmp_path: Path, database_url: str | None) -> None:
+    engine = open_database(make_settings(tmp_path / "data", database_url))
     clock = ManualClock()
     locks = SqlLockStore(engine, clock)
     try:

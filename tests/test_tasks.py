@@ -22,7 +22,7 @@ from PIL import Image
 from Tea.exceptions import TeaException
 
 from alibaba_live import client_v3, live_server
-from conftest import Tenant
+from conftest import Tenant, make_settings
 from lookalike.api.rest.app import create_app
 from lookalike.clock import ManualClock
 from lookalike.config import Settings, parse_buckets, parse_hosts
@@ -55,9 +55,10 @@ def bucket(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, model_cache: Path, bucket: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
+def settings(tmp_path: Path, model_cache: Path, bucket: Path, database_url: str | None) -> Settings:
+    return make_settings(
+        tmp_path / "data",
+        database_url,
         model_cache_dir=model_cache,
         buckets={BUCKET: bucket},
         callback_hosts=frozenset({"127.0.0.1"}),

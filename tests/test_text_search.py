@@ -17,13 +17,12 @@ from fastapi.testclient import TestClient
 from Tea.exceptions import TeaException
 
 from alibaba_live import client_v3, live_server
-from conftest import Tenant, make_tenant
+from conftest import Tenant, fresh_database_url, make_settings, make_tenant
 from lookalike.api.alibaba.dispatch import Context
 from lookalike.api.alibaba.request import AcsRequest
 from lookalike.api.alibaba.text_actions import search_image_by_text
 from lookalike.api.rest.app import create_app
 from lookalike.clock import ManualClock
-from lookalike.config import Settings
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Attributes
 from lookalike.service.container import Services, build_services
@@ -47,10 +46,13 @@ ENGLISH_HITS = {
 
 @pytest.fixture(scope="module")
 def photo_services(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Services]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("text-data"), model_cache_dir=model_cache)
-    built = build_services(settings, clock=ManualClock(), background=False)
-    yield built
-    built.close()
+    with fresh_database_url() as database_url:
+        settings = make_settings(
+            tmp_path_factory.mktemp("text-data"), database_url, model_cache_dir=model_cache
+        )
+        built = build_services(settings, clock=ManualClock(), background=False)
+        yield built
+        built.close()
 
 
 @pytest.fixture(scope="module")
