@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike.clock import OffsetClock, SystemClock
-from lookalike.config import Settings
+from lookalike.config import ConfigError, Settings
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import ServiceType
 
@@ -29,11 +29,26 @@ CREDENTIALS_FILE = "admin-credentials.json"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    model_cache = os.environ.get("LOOKALIKE_MODEL_CACHE_DIR")
-    return Settings(
-        data_dir=Path(args.data_dir),
-        database_url=args.database_url or os.environ.get("LOOKALIKE_DATABASE_URL"),
-        model_cache_dir=Path(model_cache) if model_cache else None,
+    """Defaults, then --config FILE, then LOOKALIKE_* variables, then the command-line options."""
+    settings = Settings.load(os.environ, _config_file(args))
+    if args.data_dir:
+        settings = replace(settings, data_dir=Path(args.data_dir))
+    if args.database_url:
+        settings = replace(settings, database_url=args.database_url)
+    return settings
+
+
+def _config_file(args: argparse.Namespace) -> Path | None:
+    return Path(args.config) if getattr(args, "config", None) else None
+
+
+def _configured(args: argparse.Namespace, name: str) -> bool:
+    """Whether the config file or the environment sets `name` (a command-line default must not replace it)."""
+    from lookalike.config import env_values, file_values
+
+    path = _config_file(args)
+    return name in env_values(Settings, os.environ) or (
+        path is not None and name in file_values(Settings, path)
     )
 
 
@@ -109,7 +124,7 @@ def _task_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     changes: dict[str, Any] = {}
     if args.public_url:
         changes["public_base_url"] = args.public_url.rstrip("/")
-    elif "LOOKALIKE_PUBLIC_URL" not in os.environ:
+    elif not _configured(args, "public_base_url"):
         changes["public_base_url"] = f"http://{args.host}:{args.port}"  # links point at this very server
     if args.bucket:
         changes["buckets"] = {**settings.buckets, **parse_buckets(",".join(args.bucket))}
@@ -385,7 +400,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         url=args.url,
         key_id=key_id,
         secret=secret,
-        state_dir=Path(args.data_dir) / "import-state",
+        state_dir=_settings(args).data_dir / "import-state",
         workers=args.workers,
         progress=not args.no_progress,
     )
@@ -399,9 +414,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Self-hosted image search.")
-    parser.add_argument("--data-dir", default=os.environ.get("LOOKALIKE_DATA_DIR", "./data"))
+    # No defaults here: the config file and LOOKALIKE_* variables fill in what the options leave unset.
+    parser.add_argument("--data-dir", default=None, help="local state directory (default: ./data)")
     parser.add_argument(
         "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)"
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("LOOKALIKE_CONFIG"),
+        metavar="FILE",
+        help="TOML settings file, keys = setting names (README: Configuration reference); "
+        "LOOKALIKE_* variables and options override it (default: $LOOKALIKE_CONFIG)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -409,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         # Accept --data-dir after the subcommand too: `lookalike serve --data-dir DIR`.
         p.add_argument("--data-dir", default=argparse.SUPPRESS)
         p.add_argument("--database-url", default=argparse.SUPPRESS)
+        p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
 
     serve = sub.add_parser("serve", help="run the HTTP server")
     data_dir_option(serve)
@@ -552,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
     except LookalikeError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"code": exc.code, "message": exc.message}))

@@ -38,10 +38,10 @@ _WHITE: Final = (255, 255, 255, 255)
 class ImageLimits:
     """Operator-configurable limits on uploaded pictures (Alibaba defaults)."""
 
-    max_bytes: int = 4 * 1024 * 1024
-    min_side: int = 100
-    max_side: int = 4096
-    max_pixels: int = 4096 * 4096
+    max_bytes: int = 4 * 1024 * 1024  # largest accepted upload, in bytes
+    min_side: int = 100  # shortest accepted side, in pixels
+    max_side: int = 4096  # longest accepted side, in pixels
+    max_pixels: int = 4096 * 4096  # most pixels (width x height) a picture may decode to
 
 
 @dataclass(frozen=True)
