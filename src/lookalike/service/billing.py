@@ -304,10 +304,14 @@ class BillingService:
         for _attempt in range(2):
             try:
                 with write_transaction(self._engine) as conn:
+                    # Lock first, then look for the key: on PostgreSQL (READ COMMITTED) a same-key call that
+                    # held the lock has committed its key by the time we get it, so we replay its result.
+                    # Looking first let the waiter run `work` again and fail on the state the first call
+                    # left (InstanceAlreadyExists, InsufficientBalance) instead of replaying.
+                    conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
                     stored = repo.find_idempotent(conn, account_id, key)
                     if stored is not None:
                         return self._replay(stored, digest)
-                    conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
                     body = work(conn)
                     repo.store_idempotent(conn, account_id, key, digest, 200, body, self._clock.now())
                     return body

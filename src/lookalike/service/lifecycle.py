@@ -98,15 +98,23 @@ class LifecycleService:
             report.renewed.append(row.name)
             return
         with write_transaction(self._engine) as conn:
-            if repo.set_status(conn, row.id, "active", "expired", now):
+            # Judge expiry on the locked row, not on `row` read before: a renewal (the tenant's, or another
+            # sweeper's auto-renew) may have committed since, and must not be marked expired.
+            locked = repo.lock_instance(conn, row.id)
+            locked_until = as_utc(locked.expires_at) if locked is not None and locked.expires_at else None
+            if (
+                locked_until is not None
+                and state_at(now, locked_until) is not InstanceState.ACTIVE
+                and repo.set_status(conn, row.id, "active", "expired", now)
+            ):
                 repo.add_event(
                     conn,
                     account_id=row.account_id,
                     instance_id=row.id,
                     kind="expired",
-                    data={"name": row.name, "paid_until": paid_until.isoformat()},
+                    data={"name": row.name, "paid_until": locked_until.isoformat()},
                     now=now,
-                    dedupe_key=f"expired:{row.id}:{paid_until.isoformat()}",
+                    dedupe_key=f"expired:{row.id}:{locked_until.isoformat()}",
                 )
                 report.expired.append(row.name)
         if state is InstanceState.RELEASED:
