@@ -77,6 +77,8 @@ def validate_custom_content(value: str) -> None:
         raise LookalikeError(
             e.INVALID_CUSTOM_CONTENT, f"CustomContent exceeds {MAX_CUSTOM_CONTENT} characters."
         )
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; refused on every store alike
+        raise LookalikeError(e.INVALID_CUSTOM_CONTENT, "CustomContent must not contain NUL characters.")
 
 
 def _slot_code(base: str, slot: int) -> str:

@@ -296,9 +296,10 @@ class BillingService:
         request: dict[str, Any],
         work: Callable[[Connection], dict[str, Any]],
     ) -> dict[str, Any]:
-        if not key or len(key) > 255:
+        if not key or len(key) > 255 or "\x00" in key:  # NUL: PostgreSQL text cannot store it
             raise LookalikeError(
-                e.IDEMPOTENCY_KEY_REQUIRED, "Money-changing calls need an Idempotency-Key (1-255 characters)."
+                e.IDEMPOTENCY_KEY_REQUIRED,
+                "Money-changing calls need an Idempotency-Key (1-255 characters, no NUL).",
             )
         digest = _request_hash(request)
         for _attempt in range(2):

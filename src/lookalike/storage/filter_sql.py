@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from lookalike.domain.filters import And, Compare, InList, Node
 
@@ -25,6 +25,8 @@ def compile_filter(node: Node, columns: Mapping[str, ColumnElement[Any]]) -> Col
     """
     if isinstance(node, Compare):
         column = columns[node.field]
+        if not _storable(node.value):
+            return false() if node.op == "=" else true()  # strings only take = and !=
         if node.op == "=":
             return column == node.value
         if node.op == "!=":
@@ -41,6 +43,16 @@ def compile_filter(node: Node, columns: Mapping[str, ColumnElement[Any]]) -> Col
     if isinstance(node, InList):
         column = columns[node.field]
         # in_()/not_in() bind the list as one "expanding" parameter, so long lists stay cheap to cache.
-        return column.not_in(node.values) if node.negated else column.in_(node.values)
+        values = [v for v in node.values if _storable(v)]
+        if not values:
+            return true() if node.negated else false()
+        return column.not_in(values) if node.negated else column.in_(values)
     compiled = [compile_filter(item, columns) for item in node.items]
     return and_(*compiled) if isinstance(node, And) else or_(*compiled)
+
+
+def _storable(value: object) -> bool:
+    """False for a string with a NUL: no stored value holds one (validation refuses them, PostgreSQL text
+    cannot), so it equals no row; and PostgreSQL refuses NUL even as a bound parameter, so it must not
+    reach the query."""
+    return not (isinstance(value, str) and "\x00" in value)
