@@ -1,0 +1,301 @@
+"""Measure storage per picture for deploy/README.md ("Sizing"). Writes deploy/sizing.json.
+
+* SQL: inserts N pictures with 1280-d float32 embeddings through `ImageRepository.upsert` (the path an add
+  takes: the images row, its change-log row, their indexes) into a fresh SQLite file and a fresh PostgreSQL
+  database, and reports the bytes each grew by, per picture.
+* Milvus (--milvus-rows, with a local milvus-server): inserts vectors into a collection of the backend's
+  schema and index (HNSW M=16, efConstruction 200, IP; the nine scalar copies), flushes, builds the index,
+  loads it, and reports the growth of the server's data directory and of its processes' RSS, per vector.
+
+    .venv/bin/python deploy/sizing.py --rows 20000 \
+        --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres \
+        --milvus http://127.0.0.1:19530 --milvus-data /tmp/lookalike-test-servers/milvus --milvus-rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from lookalike.clock import SystemClock
+from lookalike.config import Settings
+from lookalike.domain.models import Attributes
+from lookalike.service.container import build_control_plane
+from lookalike.storage.images_repo import ImageRepository, NewImage
+
+DIM = 1280
+MODEL_ID = "efficientnet-lite0"
+
+
+def _picture(i: int, rng: np.random.Generator) -> NewImage:
+    """A typical catalogue picture: short ids, two attributes, a region, a line of custom content."""
+    vector = rng.standard_normal(DIM).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    return NewImage(
+        product_id=f"sku-{i // 4:08d}",
+        pic_name=f"photo-{i:08d}.jpg",
+        category_id=int(i % 20),
+        attributes=Attributes(int_attr=int(i % 1000), str_attr=("red", "blue", "green")[i % 3]),
+        custom_content=f'{{"title": "product {i // 4}", "price": {i % 997}}}',
+        region=f"{i % 50},{300 + i % 50},{i % 40},{400 + i % 40}",
+        embedding=vector,
+        model_id=MODEL_ID,
+    )
+
+
+def _fill(settings: Settings, rows: int) -> tuple[sa.Engine, float]:
+    control = build_control_plane(settings, SystemClock())
+    account, _key = control.accounts.create_account("sizing")
+    instance = control.billing.grant(account.id, "sizing", capacity=rows + 1, qps=1)
+    repo = ImageRepository(control.engine)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for i in range(rows):
+        repo.upsert(instance.id, _picture(i, rng), capacity=rows + 1, now=datetime.now(UTC))
+    return control.engine, time.perf_counter() - started
+
+
+def measure_sqlite(rows: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        db = data_dir / "lookalike.db"
+        build_control_plane(Settings(data_dir=data_dir), SystemClock()).engine.dispose()
+        empty = db.stat().st_size
+        engine, seconds = _fill(Settings(data_dir=data_dir), rows)
+        engine.dispose()
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        filled = db.stat().st_size
+        return {
+            "rows": rows,
+            "insert_s": round(seconds, 1),
+            "file_bytes_empty": empty,
+            "file_bytes_filled": filled,
+            "bytes_per_picture": round((filled - empty) / rows),
+        }
+
+
+def measure_postgres(admin_url: str, rows: int) -> dict[str, Any]:
+    admin = sa.create_engine(sa.make_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    name = f"lookalike_sizing_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        version = conn.execute(sa.text("SHOW server_version")).scalar()
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(data_dir=Path(tmp), database_url=url)
+            build_control_plane(settings, SystemClock()).engine.dispose()
+            size_sql = sa.text("SELECT pg_database_size(current_database())")
+            probe = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+            with probe.connect() as conn:
+                empty = int(conn.execute(size_sql).scalar_one())
+            engine, seconds = _fill(settings, rows)
+            engine.dispose()
+
+            def relations(conn: sa.Connection) -> dict[str, int]:
+                found: dict[str, int] = {}
+                for table in ("images", "changes"):
+                    found[table] = int(
+                        conn.execute(sa.text(f"SELECT pg_total_relation_size('{table}')")).scalar_one()
+                    )
+                    found[f"{table}_toast"] = int(
+                        conn.execute(
+                            sa.text(
+                                "SELECT coalesce(pg_total_relation_size(reltoastrelid), 0) FROM pg_class "
+                                f"WHERE relname = '{table}'"
+                            )
+                        ).scalar_one()
+                    )
+                    found[f"{table}_indexes"] = int(
+                        conn.execute(sa.text(f"SELECT pg_indexes_size('{table}')")).scalar_one()
+                    )
+                return found
+
+            with probe.connect() as conn:
+                filled = int(conn.execute(size_sql).scalar_one())
+                after_insert = relations(conn)
+                conn.execute(sa.text("VACUUM FULL ANALYZE"))
+                compact = int(conn.execute(size_sql).scalar_one())
+                after_vacuum = relations(conn)
+            probe.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    per_row = {k: round(v / rows) for k, v in after_vacuum.items()}
+    return {
+        "server_version": version,
+        "rows": rows,
+        "insert_s": round(seconds, 1),
+        "database_bytes_empty": empty,
+        "database_bytes_after_insert": filled,
+        "database_bytes_after_vacuum_full": compact,
+        "bytes_per_picture_after_insert": round((filled - empty) / rows),
+        "bytes_per_picture_after_vacuum_full": round((compact - empty) / rows),
+        "relations_after_insert": after_insert,
+        "relations_after_vacuum_full": after_vacuum,
+        "relation_bytes_per_picture_after_vacuum_full": per_row,
+    }
+
+
+def _tree_rss_bytes(root_pid: int) -> int:
+    """RSS of a process and all its descendants (milvus-server runs the real server as a child)."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(status.parent.name))
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def _du(path: Path) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for child in sorted(path.iterdir()):
+        files = [child] if child.is_file() else [f for f in child.rglob("*") if f.is_file()]
+        sizes[child.name] = sum(f.stat().st_size for f in files if not f.is_symlink())
+    return sizes
+
+
+def measure_milvus(uri: str, data_dir: Path, rows: int) -> dict[str, Any]:
+    """Vectors only (the backend's schema); other tenants of the same server add noise to the RSS figure."""
+    from pymilvus import DataType, MilvusClient
+
+    pid = int((data_dir / "pid").read_text())
+    client = MilvusClient(uri=uri)
+    name = f"lookalike_sizing_{uuid.uuid4().hex[:8]}"
+    disk_before, rss_before = _du(data_dir / "data"), _tree_rss_bytes(pid)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("category_id", DataType.INT64)
+    for column in ("int_attr", "int_attr2", "int_attr3", "int_attr4"):
+        schema.add_field(column, DataType.INT64)
+    for column in ("str_attr", "str_attr2", "str_attr3", "str_attr4"):
+        schema.add_field(column, DataType.VARCHAR, max_length=512)
+    params = client.prepare_index_params()
+    params.add_index("vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+    client.create_collection(name, schema=schema, index_params=params, consistency_level="Bounded")
+    try:
+        rng = np.random.default_rng(0)
+        centres = rng.standard_normal((1000, DIM)).astype(np.float32)
+        started = time.perf_counter()
+        batch = 2000
+        for start in range(0, rows, batch):
+            n = min(batch, rows - start)
+            vectors = centres[rng.integers(0, 1000, n)] + 0.8 / np.sqrt(DIM) * rng.standard_normal((n, DIM))
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            client.insert(
+                name,
+                [
+                    {
+                        "id": start + i,
+                        "vector": vectors[i].astype(np.float32).tolist(),
+                        "category_id": (start + i) % 20,
+                        "int_attr": (start + i) % 1000,
+                        "int_attr2": 0,
+                        "int_attr3": 0,
+                        "int_attr4": 0,
+                        "str_attr": ("red", "blue", "green")[(start + i) % 3],
+                        "str_attr2": "",
+                        "str_attr3": "",
+                        "str_attr4": "",
+                    }
+                    for i in range(n)
+                ],
+            )
+        client.flush(name)
+        insert_s = time.perf_counter() - started
+        while True:  # wait until every row is indexed
+            info = client.describe_index(name, "vector")
+            if int(info.get("indexed_rows", 0)) >= rows and int(info.get("pending_index_rows", 0)) == 0:
+                break
+            time.sleep(2)
+        index_s = time.perf_counter() - started - insert_s
+        client.load_collection(name)
+        client.search(name, [vectors[0].astype(np.float32).tolist()], limit=10)
+        time.sleep(10)  # let the segment handoff settle
+        disk_after, rss_after = _du(data_dir / "data"), _tree_rss_bytes(pid)
+    finally:
+        client.drop_collection(name)
+        client.close()
+    grown = {k: disk_after.get(k, 0) - disk_before.get(k, 0) for k in disk_after}
+    return {
+        "server": "milvus-server 2.3.5 (PyPI `milvus`), standalone, local storage, shared with other tests",
+        "rows": rows,
+        "insert_and_flush_s": round(insert_s, 1),
+        "index_build_s": round(index_s, 1),
+        "data_dir_growth_bytes": grown,
+        "disk_bytes_per_vector": round(sum(grown.values()) / rows),
+        "disk_bytes_per_vector_without_rocksmq": round(
+            sum(v for k, v in grown.items() if not k.startswith("rocksmq")) / rows
+        ),
+        "rss_bytes_before": rss_before,
+        "rss_bytes_loaded": rss_after,
+        "rss_bytes_per_vector": round((rss_after - rss_before) / rows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--postgres", default=os.environ.get("LOOKALIKE_TEST_POSTGRES_URL"))
+    parser.add_argument("--milvus", default=None, help="URI of a local milvus-server to measure")
+    parser.add_argument("--milvus-data", type=Path, default=Path("/tmp/lookalike-test-servers/milvus"))
+    parser.add_argument("--milvus-rows", type=int, default=100_000)
+    parser.add_argument("--skip-sql", action="store_true", help="measure Milvus only (keeps the SQL figures)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sizing.json"))
+    args = parser.parse_args()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report.update(
+        {
+            "what": "storage per picture: SQL via ImageRepository.upsert (images + change-log row)",
+            "picture": "1280-d float32 vector (5,120 bytes), short ids, 2 attributes, region, 40-char custom",
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "git_head": head,
+        }
+    )
+    if not args.skip_sql:
+        report["sqlite"] = measure_sqlite(args.rows)
+        print(json.dumps(report["sqlite"], indent=1))
+        if args.postgres:
+            report["postgresql"] = measure_postgres(args.postgres, args.rows)
+            print(json.dumps(report["postgresql"], indent=1))
+    if args.milvus:
+        report["milvus"] = measure_milvus(args.milvus, args.milvus_data, args.milvus_rows)
+        print(json.dumps(report["milvus"], indent=1))
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
