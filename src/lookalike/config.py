@@ -93,6 +93,17 @@ class Settings:
     redis_url: str | None = None
     # Prefix of every key Lookalike writes, so several deployments (or test runs) can share one Redis.
     redis_prefix: str = "lookalike:"
+    # Vector index: "faiss" (in process, one copy per replica under data_dir/index) or "milvus" (one copy
+    # shared by every replica; needs the [scale] extra and milvus_uri).
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    # Milvus endpoint, e.g. http://127.0.0.1:19530 (a standalone server or a cluster's proxy).
+    milvus_uri: str | None = None
+    milvus_token: str | None = None  # Milvus credentials ("user:password" or an API key), if it has auth on
+    # Start of every Milvus collection name Lookalike creates, so deployments (or test runs) can share one.
+    milvus_collection_prefix: str = "lookalike_"
+    # Milvus search consistency: Strong waits for the server's time tick (~200 ms per search on 2.3.5); hits
+    # are re-read from SQL anyway, so Bounded (or Eventually) is enough.
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Settings | None = None) -> Settings:

@@ -14,7 +14,7 @@ from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
 from lookalike.service.billing import BillingService, CatalogueSource
 from lookalike.service.images import ImageService
-from lookalike.service.index_manager import IndexManager
+from lookalike.service.index_manager import IndexManager, VectorBackend
 from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
 from lookalike.service.tasks import TaskService, load_link_key
@@ -146,7 +146,11 @@ def build_services(
     billing = build_billing_service(settings, engine, clock)
     image_repo = ImageRepository(engine)
     indexes = IndexManager(
-        settings.index_dir, image_repo, embedder.DIM, exact_below=settings.index_exact_below
+        settings.index_dir,
+        image_repo,
+        embedder.DIM,
+        exact_below=settings.index_exact_below,
+        backend=_vector_backend(settings, engine),
     )
     # Catch every index up with the change log now, so the first search after a crash is complete.
     for instance_id in InstanceRepository(engine).list_all_ids():
@@ -223,4 +227,25 @@ def _shared_stores(settings: Settings, engine: Engine, clock: Clock) -> SharedSt
         RedisNonceStore(client, prefix + "nonce:"),
         RedisLockStore(client, prefix + "lock:"),
         redis_client=client,
+    )
+
+
+def _vector_backend(settings: Settings, engine: Engine) -> VectorBackend | None:
+    """None: IndexManager's default (faiss under data_dir/index)."""
+    if settings.vector_backend == "faiss":
+        return None
+    if settings.vector_backend != "milvus":
+        raise ValueError(f"unknown vector_backend {settings.vector_backend!r} (faiss or milvus)")
+    if not settings.milvus_uri:
+        raise ValueError("vector_backend milvus needs milvus_uri (LOOKALIKE_MILVUS_URI)")
+    # Imported only here: pymilvus is the optional [scale] dependency.
+    from lookalike.storage.milvus_index import MilvusBackend
+
+    return MilvusBackend(
+        settings.milvus_uri,
+        engine=engine,
+        token=settings.milvus_token,
+        collection_prefix=settings.milvus_collection_prefix,
+        consistency=settings.milvus_consistency,
+        write_through=False,  # IndexManager applies every write from SQL (with the attributes)
     )

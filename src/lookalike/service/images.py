@@ -12,7 +12,7 @@ import numpy as np
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.filters import Node, parse_filter
+from lookalike.domain.filters import Node, evaluate, parse_filter
 from lookalike.domain.models import (
     OTHER_CATEGORY,
     Account,
@@ -42,6 +42,7 @@ from lookalike.service.index_manager import IndexManager
 from lookalike.service.limits import Operation, RateLimiter
 from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.images_repo import ImageRepository, NewImage
+from lookalike.storage.milvus_index import ID_LIST_LIMIT, MAX_TOP_K, as_filtering
 from lookalike.vision.categories import all_categories, predict_category
 from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
@@ -213,9 +214,14 @@ class ImageService:
             raise LookalikeError(
                 e.INVALID_PARAMETER, "Nothing to update: give an attribute or CustomContent."
             )
-        # Attributes live only in SQL (filters are evaluated there), so the index is untouched.
-        if not self._images.update_attributes(instance.id, product_id, pic_name, change, self._clock.now()):
-            raise LookalikeError(e.PIC_NOT_EXIST, "The specified image does not exist.")
+        with self._indexes.writing(instance.id) as index:
+            now = self._clock.now()
+            written = self._images.update_attributes(instance.id, product_id, pic_name, change, now)
+            if written is None:
+                raise LookalikeError(e.PIC_NOT_EXIST, "The specified image does not exist.")
+            # The vector is unchanged: only the seq moves here. A backend holding attribute copies (Milvus)
+            # gets them from the catch-up that `writing` runs for shared backends.
+            index.remove(np.empty(0, np.int64), written.seq)
 
     def delete_images(
         self,
@@ -360,29 +366,54 @@ class ImageService:
         threshold: float,
     ) -> tuple[list[SearchHit], int]:
         index = self._indexes.get(instance.id)
+        filtering = as_filtering(index)
+        category_id = options.category_id
         allowed: np.ndarray | None = None
-        if node is not None or options.category_id is not None:
-            allowed = self._images.matching_ids(instance.id, node, options.category_id)
-            matched = len(allowed)
+        filter_inside = False
+        if node is not None or category_id is not None:
+            matched = -1
+            if filtering is not None:
+                # Milvus: a large match set runs as a filter expression inside Milvus instead of shipping the
+                # ids; a small one goes as an exact `id in [...]` (no reliance on Milvus' attribute copies).
+                matched = self._images.count(instance.id, node, category_id)
+                filter_inside = matched > ID_LIST_LIMIT
+            if not filter_inside:
+                allowed = self._images.matching_ids(instance.id, node, category_id)
+                matched = len(allowed)
         else:
-            matched = len(index)
+            # A shared index can lag SQL and counts slowly; SQL's count is the truth.
+            matched = len(index) if filtering is None else self._images.count(instance.id)
         need = options.start + options.num
         if matched == 0:
             return [], 0
-        # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list.
-        k = min(matched, need * (4 if options.distinct_product_id else 1) + 8)
+        # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list. A shared index
+        # may still hold rows SQL deleted (Milvus shows deletes late), so its k is not capped by SQL's count.
+        cap = matched if filtering is None else max(matched, MAX_TOP_K)
+        k = min(cap, need * (4 if options.distinct_product_id else 1) + 8)
         while True:
-            ids, scores = index.search(vector, k, allowed)
-            hits = self._hydrate(instance.id, ids, scores, threshold, options.distinct_product_id)
-            exhausted = len(ids) < k or k >= matched
+            if filtering is not None and filter_inside:
+                ids, scores = filtering.search_filtered(vector, k, node, category_id)
+            else:
+                ids, scores = index.search(vector, k, allowed)
+            hits = self._hydrate(
+                instance.id, ids, scores, threshold, options.distinct_product_id, node, category_id
+            )
+            exhausted = len(ids) < k or k >= cap
             below_threshold = len(scores) > 0 and _score(float(scores[-1])) < threshold
             if len(hits) >= need or exhausted or below_threshold:
                 break
-            k = min(matched, k * 4)
+            k = min(cap, k * 4)
         return hits[options.start : need], matched
 
     def _hydrate(
-        self, instance_id: str, ids: np.ndarray, scores: np.ndarray, threshold: float, distinct: bool
+        self,
+        instance_id: str,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        threshold: float,
+        distinct: bool,
+        node: Node | None = None,
+        category_id: int | None = None,
     ) -> list[SearchHit]:
         records = self._images.hydrate(instance_id, [int(i) for i in ids])
         hits: list[SearchHit] = []
@@ -390,6 +421,11 @@ class ImageService:
         for image_id, raw in zip(ids, scores, strict=True):
             record = records.get(int(image_id))
             if record is None:  # deleted after the index answered
+                continue
+            # Re-checked on the current row: the index (or Milvus' attribute copies) may be behind SQL.
+            if category_id is not None and record.category_id != category_id:
+                continue
+            if node is not None and not evaluate(node, record.attributes.as_filter_fields()):
                 continue
             score = _score(float(raw))
             if score < threshold:

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, in
 from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
 from lookalike.domain.filters import Node
 from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord
+from lookalike.storage.db import write_transaction
 from lookalike.storage.filter_sql import compile_filter
 from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, changes, images, instances
@@ -20,6 +21,9 @@ from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, changes
 FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     name: images.c[name] for name in (*INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
 }
+
+# What a filtering backend stores next to each vector: the category and the eight filter attributes.
+SCALAR_FIELDS = ("category_id", *INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
 
 _RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding",)]
 
@@ -88,11 +92,21 @@ class ChangeBatch:
     upsert_vectors: np.ndarray
     delete_ids: np.ndarray
     last_seq: int
+    # With changes_since(..., with_attributes=True): per upserted id (same order), category_id and the eight
+    # filter attributes, for backends that filter inside the index (Milvus).
+    upsert_scalars: list[dict[str, int | str]] | None = None
 
 
 class ImageRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    @staticmethod
+    def _lock_instance(conn: Connection, instance_id: str) -> None:
+        # PostgreSQL: serializes an instance's writers across replicas, so its change seqs commit in order and
+        # a catch-up that has read up to seq N can never later find a smaller seq committing (SQLite has one
+        # writer at a time anyway).
+        conn.execute(select(instances.c.id).where(instances.c.id == instance_id).with_for_update())
 
     def _log_change(self, conn: Connection, instance_id: str, image_id: int, op: str) -> int:
         result = conn.execute(insert(changes).values(instance_id=instance_id, image_id=image_id, op=op))
@@ -118,7 +132,7 @@ class ImageRepository:
         )
         with self._engine.begin() as conn:
             # Lock the instance row (PostgreSQL) so the capacity check and insert are one step.
-            conn.execute(select(instances.c.id).where(instances.c.id == instance_id).with_for_update())
+            self._lock_instance(conn, instance_id)
             existing = conn.execute(select(images.c.id).where(key)).scalar_one_or_none()
             if existing is None:
                 count = conn.execute(
@@ -220,19 +234,25 @@ class ImageRepository:
 
     def update_attributes(
         self, instance_id: str, product_id: str, pic_name: str, change: AttributeUpdate, now: datetime
-    ) -> bool:
+    ) -> WriteResult | None:
+        """None when the picture does not exist. The change is logged (op "attrs") because backends that
+        filter inside the index (Milvus) hold copies of the attributes."""
         values = change.changed()
-        with self._engine.begin() as conn:
-            result = conn.execute(
-                update(images)
-                .where(
-                    images.c.instance_id == instance_id,
-                    images.c.product_id == product_id,
-                    images.c.pic_name == pic_name,
-                )
-                .values(updated_at=now, **values)
+        key = and_(
+            images.c.instance_id == instance_id,
+            images.c.product_id == product_id,
+            images.c.pic_name == pic_name,
+        )
+        with write_transaction(self._engine) as conn:  # reads then writes: take SQLite's lock up front
+            self._lock_instance(conn, instance_id)
+            image_id = conn.execute(select(images.c.id).where(key)).scalar_one_or_none()
+            if image_id is None:
+                return None
+            seq = self._log_change(conn, instance_id, int(image_id), "attrs")
+            conn.execute(
+                update(images).where(images.c.id == image_id).values(updated_at=now, seq=seq, **values)
             )
-        return result.rowcount > 0
+        return WriteResult(int(image_id), seq, False)
 
     def delete(
         self,
@@ -248,6 +268,7 @@ class ImageRepository:
         if pic_name is not None:
             clauses.append(images.c.pic_name == pic_name)
         with self._engine.begin() as conn:
+            self._lock_instance(conn, instance_id)
             rows = conn.execute(select(images.c.id, images.c.pic_name).where(*clauses)).all()
             if not rows:
                 return DeleteResult([], [], 0)
@@ -265,9 +286,19 @@ class ImageRepository:
             conn.execute(delete(images).where(images.c.instance_id == instance_id))
             conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
 
-    def changes_since(self, instance_id: str, after_seq: int, dim: int) -> ChangeBatch:
+    def last_seq(self, instance_id: str) -> int:
+        """The newest change seq of an instance (0 if none): one probe of ix_changes_instance_seq."""
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(func.max(changes.c.seq)).where(changes.c.instance_id == instance_id)
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def changes_since(
+        self, instance_id: str, after_seq: int, dim: int, *, with_attributes: bool = False
+    ) -> ChangeBatch:
         """Net effect of every change past `after_seq`: the current vector of each touched live picture,
-        and the ids of touched pictures that are gone."""
+        and the ids of touched pictures that are gone (and, if asked, each live one's filter fields)."""
         with self._engine.connect() as conn:
             touched = conn.execute(
                 select(changes.c.image_id, func.max(changes.c.seq))
@@ -281,20 +312,25 @@ class ImageRepository:
             last_seq = max(int(r[1]) for r in touched)
             touched_ids = [int(r[0]) for r in touched]
             live: dict[int, bytes] = {}
+            scalars: dict[int, dict[str, int | str]] = {}
+            scalar_columns = [images.c[name] for name in SCALAR_FIELDS] if with_attributes else []
             for start in range(0, len(touched_ids), 900):
                 chunk = touched_ids[start : start + 900]
                 for row in conn.execute(
-                    select(images.c.id, images.c.embedding).where(
+                    select(images.c.id, images.c.embedding, *scalar_columns).where(
                         images.c.instance_id == instance_id, images.c.id.in_(chunk)
                     )
                 ):
                     live[int(row.id)] = row.embedding
+                    if with_attributes:
+                        scalars[int(row.id)] = {name: row._mapping[name] for name in SCALAR_FIELDS}
         upsert_ids = np.fromiter(live.keys(), dtype=np.int64, count=len(live))
         vectors = (
             np.stack([blob_to_vector(b) for b in live.values()]) if live else np.empty((0, dim), np.float32)
         )
         gone = np.fromiter((i for i in touched_ids if i not in live), dtype=np.int64)
-        return ChangeBatch(upsert_ids, vectors, gone, last_seq)
+        ordered_scalars = [scalars[i] for i in live] if with_attributes else None
+        return ChangeBatch(upsert_ids, vectors, gone, last_seq, ordered_scalars)
 
     def iter_all_keys(self, instance_id: str) -> Iterable[tuple[str, str]]:
         with self._engine.connect() as conn:

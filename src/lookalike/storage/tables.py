@@ -282,3 +282,16 @@ task_errors = Table(
     Column("code", String(64), nullable=False),
     Column("message", Text, nullable=False),
 )
+
+# --- shared vector backends ---
+
+# How far a shared vector backend (Milvus) has applied the change log of an instance. It lives here, not in
+# the backend, so that every replica reads one watermark and moves it with one compare-and-set UPDATE (only
+# forward), in the same database whose log it describes. Per-process backends (faiss) keep theirs on disk.
+vector_backend_state = Table(
+    "vector_backend_state",
+    metadata,
+    Column("instance_id", String(32), primary_key=True),
+    Column("backend", String(64), primary_key=True),  # backend + location, e.g. "milvus:lookalike_d1280"
+    Column("applied_seq", BigInteger, nullable=False),
+)
