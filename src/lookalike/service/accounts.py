@@ -43,7 +43,10 @@ class AccountService:
         """Create the operator account and its first key on the first start; None if it exists."""
         if self._accounts.find_admin() is not None:
             return None
-        account = self._accounts.create_account(name, is_admin=True, now=self._clock.now())
+        try:
+            account = self._accounts.create_account(name, is_admin=True, now=self._clock.now())
+        except LookalikeError:
+            return None  # another replica starting at the same moment created it (names are unique)
         return self.create_access_key(account.id)
 
     def create_account(self, name: str) -> tuple[Account, IssuedKey]:

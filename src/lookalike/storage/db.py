@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 IMMEDIATE_OPTION = "lookalike_immediate"
+MIGRATION_LOCK_ID = 0x4C4F4F4B  # "LOOK": any constant shared by every Lookalike process
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -71,5 +72,9 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     cfg = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together would race to create the schema: one migrates, the rest wait
+            # here (a transaction-scoped advisory lock) and then find nothing left to do.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
