@@ -349,8 +349,6 @@ def test_service_filters_run_inside_milvus(
             int_attr=seed,
             str_attr="even" if seed % 2 else "odd",
         )
-    # Every match set counts as large, so the filter is compiled and evaluated by Milvus.
-    monkeypatch.setattr(images_module, "ID_LIST_LIMIT", 0)
     search = services.images.search_by_name
 
     def names(filter_text: str) -> set[str]:
@@ -358,6 +356,9 @@ def test_service_filters_run_inside_milvus(
             _names(search(tenant.account, "shop", "p-pic0", "pic0", SearchOptions(filter=filter_text)))
         )
 
+    assert names('str_attr = "odd"') == {"pic0", "pic2", "pic4"}  # a small set: sent as `id in [...]`
+    # Every match set counts as large, so the filter is compiled and evaluated by Milvus.
+    monkeypatch.setattr(images_module, "ID_LIST_SEARCH_MAX", 0)
     assert names('str_attr = "odd"') == {"pic0", "pic2", "pic4"}
     assert names('int_attr >= 2 AND int_attr < 5 AND str_attr != "odd"') == {"pic3"}
     # An attribute update reaches Milvus' copy (through the change log), so the filter finds it there.
