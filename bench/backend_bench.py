@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from sqlalchemy import create_engine  # noqa: E402
 
 from lookalike.domain.filters import Compare  # noqa: E402
-from lookalike.storage.milvus_index import MilvusBackend, MilvusIndex  # noqa: E402
+from lookalike.storage.milvus_index import ID_LIST_SEARCH_MAX, MilvusBackend, MilvusIndex  # noqa: E402
 from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, metadata  # noqa: E402
 from lookalike.storage.vector_index import FaissIndex  # noqa: E402
 
@@ -291,8 +291,8 @@ def bench_milvus(ds: Dataset, uri: str, data_dir: Path | None, index_type: str =
         with contextlib.suppress(Exception):
             backend.client.drop_collection(backend.collection_name(ds.dim))
         backend.close()
-    # The service sends `id in [...]` up to 4096 matching ids, the compiled filter above (service/images.py).
-    service_uses_ids = len(allowed) <= 4096
+    # The service sends `id in [...]` up to ID_LIST_SEARCH_MAX matching ids, else the compiled filter.
+    service_uses_ids = len(allowed) <= ID_LIST_SEARCH_MAX
     return Row(
         "milvus" if index_type == "HNSW" else f"milvus {index_type}",
         ds.n,
