@@ -45,9 +45,15 @@ def cli_json(
 
 class ServerProcess:
     def __init__(
-        self, data_dir: Path, model_cache: Path, log_path: Path, database_url: str | None = None
+        self,
+        data_dir: Path,
+        model_cache: Path,
+        log_path: Path,
+        database_url: str | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
+        self.extra_args = extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "LOOKALIKE_MODEL_CACHE_DIR": str(model_cache)}
@@ -59,7 +65,15 @@ class ServerProcess:
     def start(self, timeout: float = 120) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*LOOKALIKE, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [
+                *LOOKALIKE,
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -69,7 +83,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

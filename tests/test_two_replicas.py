@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from imagegen import make_photo
-from server import LOOKALIKE, ServerProcess, cli_json
+from server import ServerProcess, cli_json
 
 pytestmark = pytest.mark.slow
 
@@ -57,36 +56,13 @@ class Replica(ServerProcess):
     """A `lookalike serve --demo-clock` with the shared backends' environment."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
-        super().__init__(data_dir, Path(env["LOOKALIKE_MODEL_CACHE_DIR"]), log_path)
+        super().__init__(
+            data_dir, Path(env["LOOKALIKE_MODEL_CACHE_DIR"]), log_path, extra_args=("--demo-clock",)
+        )
         self.env = env
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                *LOOKALIKE,
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-                "--demo-clock",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replica exited: {self.log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"replica did not start: {self.log_path.read_text()[-4000:]}")
+        super().start(timeout)
 
     @property
     def alive(self) -> bool:
