@@ -17,6 +17,9 @@ from lookalike.service.container import Services, build_services
 
 os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
 
+# Browser fixtures of the web console tests (chromium, console): tests/browser.py.
+pytest_plugins = ["browser"]
+
 # Set (scripts/test's second pass) to a PostgreSQL server URL: every test that builds Services then gets a
 # database of its own on that server instead of the SQLite file in its data directory.
 TEST_DATABASE_URL = os.environ.get("LOOKALIKE_TEST_DATABASE_URL") or None

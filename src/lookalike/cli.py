@@ -92,18 +92,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "access_key_id": services.bootstrap_key.access_key_id,
             "access_key_secret": services.bootstrap_key.access_key_secret,
         }
+        creds["console_user"] = settings.admin_name
+        creds["console_password"] = services.console_auth.set_generated_password(
+            services.bootstrap_key.account_id
+        )
         path = _save_admin_credentials(settings.data_dir, creds)
         print(
             f"First start: created the operator account.\n"
             f"  AccessKeyId:     {creds['access_key_id']}\n"
             f"  AccessKeySecret: {creds['access_key_secret']}\n"
+            f"  Console sign-in: {creds['console_user']} / {creds['console_password']}\n"
             f"  (saved to {path}, mode 0600)",
             flush=True,
         )
     else:
         print(f"Operator credentials: {settings.data_dir / CREDENTIALS_FILE}", flush=True)
     print(
-        f"Lookalike listening on {base_url}  (API docs: {base_url}/docs)\n"
+        f"Lookalike listening on {base_url}  (API docs: {base_url}/docs, console: {base_url}/console)\n"
         f"  try: curl -u KEY_ID:SECRET {base_url}/v1/instances",
         flush=True,
     )
@@ -210,6 +215,26 @@ def cmd_create_key(args: argparse.Namespace) -> int:
         "access_key_id": key.access_key_id,
         "access_key_secret": key.access_key_secret,
     }
+    _emit(args, payload, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+    return 0
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    """Set an account's console password: read from stdin with --password-stdin, else generated and shown."""
+    from lookalike.service.container import build_console_auth
+
+    control = _control(args)
+    found = [a for a in control.accounts.list_accounts() if args.account in (a.id, a.name)]
+    if not found:
+        raise SystemExit(f"no account named {args.account!r}")
+    auth = build_console_auth(_settings(args), control.engine, control.accounts, SystemClock())
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        auth.set_password(found[0].id, password)
+        shown: dict[str, str] = {}
+    else:
+        shown = {"password": auth.set_generated_password(found[0].id)}
+    payload = {"account_id": found[0].id, "name": found[0].name, **shown}
     _emit(args, payload, "\n".join(f"{k}: {v}" for k, v in payload.items()))
     return 0
 
@@ -484,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin_sub.add_parser("disable-key", help="disable an AccessKey")
     p.add_argument("key_id")
     p.set_defaults(func=cmd_disable_key)
+    p = admin_sub.add_parser("set-password", help="set an account's web console password")
+    p.add_argument("account", help="account name or id")
+    p.add_argument("--password-stdin", action="store_true", help="read it from stdin (else: generated)")
+    p.set_defaults(func=cmd_set_password)
     p = admin_sub.add_parser("list-accounts", help="list accounts")
     p.set_defaults(func=cmd_list_accounts)
     p = admin_sub.add_parser("create-instance", help="create an instance for an account")

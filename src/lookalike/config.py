@@ -104,6 +104,15 @@ class Settings:
     # Milvus search consistency: Strong waits for the server's time tick (~200 ms per search on 2.3.5); hits
     # are re-read from SQL anyway, so Bounded (or Eventually) is enough.
     milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
+    # Keep a small JPEG of every added picture so the web console can show pictures and search results
+    # (about 3-8 KB each at the default size; deploy/README.md counts them in the sizing guide).
+    thumbnails: bool = True
+    thumbnail_size: int = 160  # longest side of a thumbnail, in pixels
+    console_signup: bool = False  # tenants may create their own account and password at /console/sign-up
+    # Send the console's session cookie only over HTTPS (the Secure flag). Browsers treat http://localhost and
+    # http://127.0.0.1 as secure, so a local start works with it on; keep it on behind TLS.
+    console_secure_cookies: bool = True
+    console_session_ttl_s: float = 12 * 3600.0  # a console session ends this long after sign-in
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Settings | None = None) -> Settings:

@@ -65,6 +65,20 @@ class AccountService:
     def list_accounts(self) -> list[Account]:
         return self._accounts.list_accounts()
 
+    def set_account_disabled(self, account_id: str, disabled: bool) -> Account:
+        """Disable (or enable again) an account: its AccessKeys and console sessions stop working at once."""
+        account = self.get_account(account_id)
+        if account.is_admin and disabled:
+            raise LookalikeError(e.NO_PERMISSION, "The operator account cannot be disabled.")
+        self._accounts.set_account_disabled(account_id, disabled)
+        self._forget_account(account_id)
+        return self.get_account(account_id)
+
+    def _forget_account(self, account_id: str) -> None:
+        with self._cache_lock:
+            for key_id in [k for k, (a, _) in self._secret_cache.items() if a.id == account_id]:
+                del self._secret_cache[key_id]
+
     # --- access keys ---
     def create_access_key(self, account_id: str) -> IssuedKey:
         self.get_account(account_id)
@@ -74,6 +88,12 @@ class AccountService:
 
     def set_access_key_disabled(self, key_id: str, disabled: bool) -> None:
         if not self._accounts.set_access_key_disabled(key_id, disabled):
+            raise LookalikeError(e.INVALID_ACCESS_KEY, f"No AccessKey {key_id!r}.")
+        with self._cache_lock:
+            self._secret_cache.pop(key_id, None)
+
+    def delete_access_key(self, key_id: str) -> None:
+        if not self._accounts.delete_access_key(key_id):
             raise LookalikeError(e.INVALID_ACCESS_KEY, f"No AccessKey {key_id!r}.")
         with self._cache_lock:
             self._secret_cache.pop(key_id, None)

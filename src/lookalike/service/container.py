@@ -13,6 +13,7 @@ from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
 from lookalike.service.billing import BillingService, CatalogueSource
+from lookalike.service.console_auth import ConsoleAuthService
 from lookalike.service.images import ImageService
 from lookalike.service.index_manager import IndexManager, VectorBackend
 from lookalike.service.lifecycle import LifecycleService
@@ -21,6 +22,7 @@ from lookalike.service.tasks import TaskService, load_link_key
 from lookalike.service.text_search import TextSearchService
 from lookalike.service.uploads import UploadStore
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
+from lookalike.storage.console_repo import ConsoleRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.storage.locks import LockStore, SqlLockStore
@@ -72,6 +74,11 @@ class Services:
         return UploadStore.from_settings(self.settings, self.clock)
 
     @cached_property
+    def console_auth(self) -> ConsoleAuthService:
+        """Web console passwords and sessions, timed by the real clock (see service/console_auth.py)."""
+        return build_console_auth(self.settings, self.engine, self.accounts, self.request_clock)
+
+    @cached_property
     def text_search(self) -> TextSearchService:
         """SearchImageByText; the sentence model loads on the first text query, not at start-up."""
         return TextSearchService(self.images, TextQueryModel(self.settings.models_dir))
@@ -91,6 +98,19 @@ def build_account_service(settings: Settings, engine: Engine, clock: Clock) -> A
         InstanceRepository(engine),
         SecretBox.from_data_dir(settings.data_dir),
         clock,
+    )
+
+
+def build_console_auth(
+    settings: Settings, engine: Engine, accounts: AccountService, clock: Clock
+) -> ConsoleAuthService:
+    return ConsoleAuthService(
+        accounts,
+        AccountRepository(engine),
+        ConsoleRepository(engine),
+        clock,
+        session_ttl_s=settings.console_session_ttl_s,
+        signup_allowed=settings.console_signup,
     )
 
 

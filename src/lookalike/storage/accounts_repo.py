@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.domain.errors import INSTANCE_ALREADY_EXISTS, INVALID_PARAMETER, LookalikeError
@@ -75,6 +75,18 @@ class AccountRepository:
             rows = conn.execute(select(accounts).order_by(accounts.c.created_at)).all()
         return [_account(r) for r in rows]
 
+    def find_by_name(self, name: str) -> Account | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
+        return _account(row) if row else None
+
+    def set_account_disabled(self, account_id: str, disabled: bool) -> bool:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(accounts).where(accounts.c.id == account_id).values(disabled=disabled)
+            )
+        return result.rowcount > 0
+
     # --- access keys ---
     def add_access_key(self, key_id: str, account_id: str, ciphertext: bytes, now: datetime) -> AccessKey:
         with self._engine.begin() as conn:
@@ -102,6 +114,11 @@ class AccountRepository:
             result = conn.execute(
                 update(access_keys).where(access_keys.c.id == key_id).values(disabled=disabled)
             )
+        return result.rowcount > 0
+
+    def delete_access_key(self, key_id: str) -> bool:
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(access_keys).where(access_keys.c.id == key_id))
         return result.rowcount > 0
 
     def list_access_keys(self, account_id: str) -> list[AccessKey]:

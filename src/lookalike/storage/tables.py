@@ -295,3 +295,49 @@ vector_backend_state = Table(
     Column("backend", String(64), primary_key=True),  # backend + location, e.g. "milvus:lookalike_d1280"
     Column("applied_seq", BigInteger, nullable=False),
 )
+
+# --- web console (/console) ---
+
+# Console sign-in password of an account (scrypt; see service/passwords.py). No row: no console sign-in.
+console_passwords = Table(
+    "console_passwords",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Signed-in browser sessions. Only the SHA-256 of the cookie's token is stored, so a leaked database does not
+# hand out live sessions. `flash` is a one-shot notice shown on the next page (post/redirect/get).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("flash", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# A small JPEG of each added picture, for the console's result grids (setting `thumbnails`). Keyed by the
+# images row; written in the same transaction as the picture and deleted with it.
+thumbnails = Table(
+    "thumbnails",
+    metadata,
+    Column("image_id", BigInteger, primary_key=True),
+    Column("instance_id", String(32), nullable=False, index=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Search requests per instance and UTC minute, for the console's "QPS used against the limit" chart.
+# Each process adds its own counts (additive upserts); peak_per_second is the busiest second one process saw.
+search_usage = Table(
+    "search_usage",
+    metadata,
+    Column("instance_id", String(32), primary_key=True),
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("searches", Integer, nullable=False),
+    Column("throttled", Integer, nullable=False),
+    Column("peak_per_second", Integer, nullable=False),
+)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from lookalike import __version__
 from lookalike.api.alibaba.app import install_alibaba_routes
+from lookalike.api.console.app import install_console
 from lookalike.api.rest.billing_routes import router as billing_router
 from lookalike.api.rest.errors import error_response, install_error_handlers, request_id
 from lookalike.api.rest.routes import router
@@ -58,5 +59,6 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(billing_router)
     app.include_router(task_router)
     app.include_router(text_router)
+    install_console(app)  # the web console at /console
     install_alibaba_routes(app, services.nonces)  # shared by replicas when Redis is configured
     return app

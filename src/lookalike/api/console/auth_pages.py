@@ -1,0 +1,97 @@
+"""Sign in, sign up (when the operator allows it) and sign out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from lookalike.api.console.web import (
+    COOKIE_NAME,
+    ConsoleRoute,
+    FormDep,
+    SessionDep,
+    field,
+    redirect,
+    render,
+    services,
+)
+from lookalike.domain.errors import LookalikeError
+from lookalike.service.console_auth import NewSession
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+
+
+def _safe_next(target: str) -> str:
+    """Only console paths of this server: an open redirect would make the sign-in page a phishing aid."""
+    if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/console/dashboard"
+
+
+def _with_cookie(request: Request, response: Response, new: NewSession) -> Response:
+    svc = services(request)
+    response.set_cookie(
+        COOKIE_NAME,
+        new.token,
+        max_age=int(svc.settings.console_session_ttl_s),
+        path="/console",
+        secure=svc.settings.console_secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.get("", include_in_schema=False)
+def console_home(request: Request) -> Response:
+    session = services(request).console_auth.session(request.cookies.get(COOKIE_NAME))
+    return RedirectResponse("/console/dashboard" if session else "/console/sign-in", status_code=303)
+
+
+@router.get("/sign-in", include_in_schema=False)
+def sign_in_form(request: Request, next: str = "/console/dashboard") -> Response:
+    return render(request, "sign_in.html", {"next": _safe_next(next), "name": ""})
+
+
+@router.post("/sign-in", include_in_schema=False)
+async def sign_in(request: Request) -> Response:
+    # No session yet, so no CSRF token to check: SameSite=Lax cookies and the password itself guard this one.
+    form = await request.form()
+    name, password = field(form, "name"), form.get("password")
+    target = _safe_next(field(form, "next", "/console/dashboard"))
+    try:
+        new = services(request).console_auth.sign_in(name, password if isinstance(password, str) else "")
+    except LookalikeError as exc:
+        context = {"next": target, "name": name, "error": exc.message}
+        return render(request, "sign_in.html", context, status=exc.http_status)
+    return _with_cookie(request, RedirectResponse(target, status_code=303), new)
+
+
+@router.get("/sign-up", include_in_schema=False)
+def sign_up_form(request: Request) -> Response:
+    return render(request, "sign_up.html", {"name": ""})
+
+
+@router.post("/sign-up", include_in_schema=False)
+async def sign_up(request: Request) -> Response:
+    form = await request.form()
+    name = field(form, "name")
+    password, confirm = form.get("password"), form.get("confirm")
+    auth = services(request).console_auth
+    try:
+        if password != confirm:
+            raise LookalikeError("InvalidParameter", "The two passwords differ.")
+        _account, key, new = auth.sign_up(name, password if isinstance(password, str) else "")
+    except LookalikeError as exc:
+        return render(request, "sign_up.html", {"name": name, "error": exc.message}, status=exc.http_status)
+    request.state.console_session = new.session
+    page = render(request, "key_created.html", {"key": key, "welcome": True}, status=201)
+    return _with_cookie(request, page, new)
+
+
+@router.post("/sign-out", include_in_schema=False)
+def sign_out(request: Request, session: SessionDep, _form: FormDep) -> Response:
+    services(request).console_auth.sign_out(session)
+    response = redirect(request, "/console/sign-in")
+    response.delete_cookie(COOKIE_NAME, path="/console")
+    return response

@@ -1,0 +1,184 @@
+"""What every console page shares: templates, the signed-in session, CSRF-checked forms, errors as pages.
+
+Pages are rendered on the server (Jinja2) and every action is a plain HTML form that posts and redirects
+(post/redirect/get), so the console works without JavaScript; the little script there is (static/*.js)
+only adds conveniences such as drawing a search region. Each form carries the session's CSRF token, checked
+on every POST before anything else runs; the session cookie is HttpOnly, SameSite=Lax and (by default)
+Secure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import Account
+from lookalike.domain.money import format_amount
+from lookalike.service.console_auth import ConsoleSession
+from lookalike.service.container import Services
+
+COOKIE_NAME = "lookalike_session"
+CSRF_FIELD = "csrf_token"
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+class SignInRequired(Exception):
+    """No live session: the page redirects to the sign-in form (and back afterwards)."""
+
+
+class CsrfRejected(Exception):
+    """A POST without the session's CSRF token."""
+
+
+def _session_from_cookie(request: Request) -> ConsoleSession | None:
+    return services(request).console_auth.session(request.cookies.get(COOKIE_NAME))
+
+
+def signed_in(request: Request) -> ConsoleSession:
+    session = _session_from_cookie(request)
+    if session is None:
+        raise SignInRequired()
+    request.state.console_session = session
+    return session
+
+
+def operator(session: Annotated[ConsoleSession, Depends(signed_in)]) -> ConsoleSession:
+    if not session.account.is_admin:
+        raise LookalikeError("NoPermission", "This page is for the operator.", status=403)
+    return session
+
+
+SessionDep = Annotated[ConsoleSession, Depends(signed_in)]
+OperatorDep = Annotated[ConsoleSession, Depends(operator)]
+
+
+async def checked_form(request: Request, session: SessionDep) -> FormData:
+    """The posted form, after its CSRF token matched the session's (compared in constant time)."""
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    if not session.csrf_matches(token if isinstance(token, str) else None):
+        raise CsrfRejected()
+    return form
+
+
+FormDep = Annotated[FormData, Depends(checked_form)]
+
+
+def field(form: FormData, name: str, default: str = "") -> str:
+    """A text field of a form, stripped; files and missing fields give `default`."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else default
+
+
+def render(
+    request: Request, template: str, context: Mapping[str, Any] | None = None, *, status: int = 200
+) -> HTMLResponse:
+    session: ConsoleSession | None = getattr(request.state, "console_session", None)
+    if session is None:
+        session = _session_from_cookie(request)
+    svc = services(request)
+    flash = svc.console_auth.pop_flash(session) if session is not None else None
+    base: dict[str, Any] = {
+        "session": session,
+        "account": session.account if session else None,
+        "csrf_token": session.csrf_token if session else "",
+        "flash": flash,
+        "signup_allowed": svc.console_auth.signup_allowed,
+        "demo_clock": hasattr(svc.clock, "advance"),
+        "now": svc.clock.now(),
+    }
+    response = templates.TemplateResponse(request, template, {**base, **(context or {})}, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def redirect(request: Request, url: str, notice: str | None = None) -> RedirectResponse:
+    """303 to `url` (post/redirect/get), with a one-shot notice for the next page."""
+    session: ConsoleSession | None = getattr(request.state, "console_session", None)
+    if notice and session is not None:
+        services(request).console_auth.flash(session, notice)
+    return RedirectResponse(url, status_code=303)
+
+
+def sign_in_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/console/sign-in?next={quote(target, safe='')}", status_code=303)
+
+
+def money(svc: Services, minor: int) -> str:
+    return format_amount(minor, svc.billing.currency, svc.billing.exponent)
+
+
+class ConsoleRoute(APIRoute):
+    """Console routes answer with pages: a refusal becomes the page's error, never a JSON body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired:
+                return sign_in_redirect(request)
+            except CsrfRejected:
+                return render(
+                    request,
+                    "error.html",
+                    {"title": "Form expired", "message": "The form is stale or came from elsewhere. "
+                     "Reload the page and try again."},
+                    status=403,
+                )
+            except LookalikeError as exc:
+                status = exc.http_status if 400 <= exc.http_status < 600 else 400
+                return render(
+                    request,
+                    "error.html",
+                    {"title": "That did not work", "message": exc.message, "code": exc.code},
+                    status=status,
+                )
+
+        return handle
+
+
+def account_label(account: Account) -> str:
+    return f"{account.name} (operator)" if account.is_admin else account.name
+
+
+def _when(value: datetime | str | None) -> str:
+    """Dates as the console shows them: UTC, to the minute."""
+    if value is None:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _day(value: datetime | str | None) -> str:
+    if value is None:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.strftime("%Y-%m-%d")
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["day"] = _day
+templates.env.filters["count"] = _count
