@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from lookalike.api.console import auth_pages, dashboard
-from lookalike.api.console.web import HERE
+from lookalike.api.console.web import HERE, ConsoleRoute, render
 
 # Each page module owns one area of the console and exports `router`.
 PAGE_MODULES = [auth_pages, dashboard]
@@ -16,3 +16,13 @@ def install_console(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     for module in PAGE_MODULES:
         app.include_router(module.router)
+    app.include_router(_not_found)  # last: only paths no page claimed
+
+
+_not_found = APIRouter(prefix="/console", route_class=ConsoleRoute)
+
+
+@_not_found.get("/{rest:path}", include_in_schema=False)
+def no_such_page(request: Request, rest: str) -> Response:
+    context = {"title": "No such page", "message": f"There is no console page at /console/{rest}."}
+    return render(request, "error.html", context, status=404)
