@@ -107,6 +107,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     else:
         print(f"Operator credentials: {settings.data_dir / CREDENTIALS_FILE}", flush=True)
+        admin = services.accounts.find_admin()
+        if admin is not None and not services.console_auth.has_password(admin.id):
+            # Data directories from before the console: the operator has keys but no console password yet.
+            print(f"  console password: lookalike admin set-password {admin.name}", flush=True)
     print(
         f"Lookalike listening on {base_url}  (API docs: {base_url}/docs, console: {base_url}/console)\n"
         f"  try: curl -u KEY_ID:SECRET {base_url}/v1/instances",

@@ -65,6 +65,9 @@ class AccountService:
     def list_accounts(self) -> list[Account]:
         return self._accounts.list_accounts()
 
+    def find_admin(self) -> Account | None:
+        return self._accounts.find_admin()
+
     def set_account_disabled(self, account_id: str, disabled: bool) -> Account:
         """Disable (or enable again) an account: its AccessKeys and console sessions stop working at once."""
         account = self.get_account(account_id)
