@@ -201,6 +201,7 @@ def build_services(
         images=images,
         accounts=accounts,
         instances=InstanceRepository(engine),
+        thumbnail_size=settings.thumbnail_size if settings.thumbnails else None,
         clock=clock,
         link_key=load_link_key(settings.data_dir),
     )

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
@@ -47,6 +48,7 @@ from lookalike.vision.categories import all_categories, predict_category
 from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
 from lookalike.vision.prepare import prepare_for_embedding
+from lookalike.vision.thumbnail import make_thumbnail
 
 ACTIVE = "active"
 
@@ -71,6 +73,26 @@ class AddResult:
 class _Analysis:
     vector: np.ndarray
     pic_info: PicInfo
+    image: Image.Image  # the whole decoded picture (oriented RGB), for the thumbnail
+
+
+@dataclass(frozen=True)
+class PictureList:
+    """One page of an instance's pictures for the console."""
+
+    instance: Instance
+    records: list[ImageRecord]
+    total: int  # pictures matching the filter / ProductId in all
+    with_thumbnail: set[int]  # ids among `records` that have a stored thumbnail
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A downscaled JPEG of an uploaded photo and the photo's own (oriented) size in pixels."""
+
+    jpeg: bytes
+    width: int
+    height: int
 
 
 def _score(raw: float) -> float:
@@ -99,6 +121,7 @@ class ImageService:
         limiter: RateLimiter,
         clock: Clock,
         image_limits: ImageLimits,
+        thumbnail_size: int | None = None,
     ) -> None:
         self._accounts = accounts
         self._billing = billing
@@ -110,6 +133,7 @@ class ImageService:
         self._limiter = limiter
         self._clock = clock
         self._limits = image_limits
+        self._thumbnail_size = thumbnail_size  # None: thumbnails are off
 
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
@@ -150,7 +174,7 @@ class ImageService:
         else:
             category = predict_category(probs)
         info = PicInfo(category, box, boxes, all_categories())
-        return _Analysis(vector, info)
+        return _Analysis(vector, info, decoded.image)
 
     # --- writes ---
     def add_image(
@@ -187,9 +211,14 @@ class ImageService:
             embedding=analysis.vector,
             model_id=self._model_id,
         )
+        thumbnail = None
+        if self._thumbnail_size is not None:
+            thumbnail = make_thumbnail(analysis.image, self._thumbnail_size)
         with self._indexes.writing(instance.id) as index:
             capacity = self._billing.capacity_for_adds(instance)
-            written = self._images.upsert(instance.id, record, capacity=capacity, now=self._clock.now())
+            written = self._images.upsert(
+                instance.id, record, capacity=capacity, now=self._clock.now(), thumbnail=thumbnail
+            )
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created)
 
@@ -329,6 +358,48 @@ class ImageService:
         records = self._images.list_filtered(instance.id, node, offset=start, limit=num)
         matched = self._images.count(instance.id, node)
         return SearchResult([SearchHit(r, 0.0) for r in records], matched, _elapsed_ms(started))
+
+    # --- console reads (owned instance, any state; no rate limit: a page of thumbnails is many requests) ---
+    def list_pictures(
+        self,
+        account: Account,
+        instance_name: str,
+        *,
+        filter: str | None = None,
+        product_id: str | None = None,
+        start: int = 0,
+        num: int = 24,
+    ) -> PictureList:
+        """A page of the instance's pictures, oldest first, narrowed by a filter and/or a ProductId."""
+        node = parse_filter(filter)
+        if start < 0 or not 1 <= num <= 100:
+            raise LookalikeError(e.INVALID_PARAMETER, "A page starts at 0 and holds 1 to 100 pictures.")
+        instance = self._instance(account, instance_name, None)
+        records, total = self._images.browse(instance.id, node, product_id or None, offset=start, limit=num)
+        with_thumbnail = self._images.with_thumbnails(instance.id, [r.id for r in records])
+        return PictureList(instance, records, total, with_thumbnail)
+
+    def picture(self, account: Account, instance_name: str, image_id: int) -> ImageRecord:
+        instance = self._instance(account, instance_name, None)
+        record = self._images.get_by_id(instance.id, image_id)
+        if record is None:
+            raise LookalikeError(e.PIC_NOT_EXIST, "The specified image does not exist.")
+        return record
+
+    def thumbnail(self, account: Account, instance_name: str, image_id: int) -> bytes | None:
+        """The stored thumbnail of one of the instance's pictures; None if there is none (or it is not
+        this instance's picture)."""
+        instance = self._instance(account, instance_name, None)
+        return self._images.thumbnail(instance.id, image_id)
+
+    def thumbnails_for(self, account: Account, instance_name: str, image_ids: list[int]) -> set[int]:
+        instance = self._instance(account, instance_name, None)
+        return self._images.with_thumbnails(instance.id, image_ids)
+
+    def preview(self, picture: bytes, size: int) -> Preview:
+        """A downscaled copy of an uploaded photo (never stored), for showing a query next to its results."""
+        decoded = decode_image(picture, self._limits)
+        return Preview(make_thumbnail(decoded.image, size), decoded.width, decoded.height)
 
     def check_exists(
         self, account: Account, instance_name: str, product_id: str, pic_name: str

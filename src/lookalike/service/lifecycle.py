@@ -24,7 +24,7 @@ from lookalike.storage import billing_repo as repo
 from lookalike.storage.db import write_transaction
 from lookalike.storage.locks import LockStore, SqlLockStore
 from lookalike.storage.sqltime import as_utc
-from lookalike.storage.tables import changes, images
+from lookalike.storage.tables import changes, images, thumbnails
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "lifecycle-sweep"
@@ -163,6 +163,7 @@ class LifecycleService:
                 return  # renewed in the meantime
             conn.execute(delete(images).where(images.c.instance_id == row.id))
             conn.execute(delete(changes).where(changes.c.instance_id == row.id))
+            conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == row.id))
             repo.set_status(conn, row.id, locked.status, "released", now)
             repo.add_event(
                 conn,

@@ -16,7 +16,14 @@ from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord
 from lookalike.storage.db import write_transaction
 from lookalike.storage.filter_sql import compile_filter
 from lookalike.storage.sqltime import as_utc
-from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, changes, images, instances
+from lookalike.storage.tables import (
+    INT_ATTR_COLUMNS,
+    STR_ATTR_COLUMNS,
+    changes,
+    images,
+    instances,
+    thumbnails,
+)
 
 FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     name: images.c[name] for name in (*INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
@@ -114,8 +121,19 @@ class ImageRepository:
         assert seq is not None
         return int(seq[0])
 
-    def upsert(self, instance_id: str, image: NewImage, *, capacity: int, now: datetime) -> WriteResult:
-        """Insert or overwrite one picture; an overwrite does not count against capacity."""
+    def upsert(
+        self,
+        instance_id: str,
+        image: NewImage,
+        *,
+        capacity: int,
+        now: datetime,
+        thumbnail: bytes | None = None,
+    ) -> WriteResult:
+        """Insert or overwrite one picture; an overwrite does not count against capacity.
+
+        `thumbnail` (JPEG) is written in the same transaction, replacing the old one; None drops an old one,
+        so an overwritten picture never shows its predecessor's thumbnail."""
         key = and_(
             images.c.instance_id == instance_id,
             images.c.product_id == image.product_id,
@@ -163,6 +181,12 @@ class ImageRepository:
                 created = False
             seq = self._log_change(conn, instance_id, image_id, "upsert")
             conn.execute(update(images).where(images.c.id == image_id).values(seq=seq))
+            if not created:
+                conn.execute(delete(thumbnails).where(thumbnails.c.image_id == image_id))
+            if thumbnail is not None:
+                conn.execute(
+                    insert(thumbnails).values(image_id=image_id, instance_id=instance_id, data=thumbnail)
+                )
         return WriteResult(image_id, seq, created)
 
     def get(self, instance_id: str, product_id: str, pic_name: str) -> ImageRecord | None:
@@ -232,6 +256,50 @@ class ImageRepository:
             ).all()
         return [_record(r) for r in rows]
 
+    def browse(
+        self, instance_id: str, filter_node: Node | None, product_id: str | None, *, offset: int, limit: int
+    ) -> tuple[list[ImageRecord], int]:
+        """One page of an instance's pictures (oldest first) matching a filter and/or a ProductId, and how
+        many match in all: the console's picture list."""
+        clauses = self._where(instance_id, filter_node, None)
+        if product_id:
+            clauses.append(images.c.product_id == product_id)
+        with self._engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(images).where(*clauses)).scalar_one()
+            rows = conn.execute(
+                select(*_RECORD_COLUMNS).where(*clauses).order_by(images.c.id).offset(offset).limit(limit)
+            ).all()
+        return [_record(r) for r in rows], int(total)
+
+    def get_by_id(self, instance_id: str, image_id: int) -> ImageRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(*_RECORD_COLUMNS).where(images.c.id == image_id, images.c.instance_id == instance_id)
+            ).first()
+        return _record(row) if row else None
+
+    def thumbnail(self, instance_id: str, image_id: int) -> bytes | None:
+        """The picture's thumbnail, only if the picture belongs to `instance_id`."""
+        with self._engine.connect() as conn:
+            data = conn.execute(
+                select(thumbnails.c.data).where(
+                    thumbnails.c.image_id == image_id, thumbnails.c.instance_id == instance_id
+                )
+            ).scalar_one_or_none()
+        return None if data is None else bytes(data)
+
+    def with_thumbnails(self, instance_id: str, image_ids: Sequence[int]) -> set[int]:
+        """Which of these pictures have a thumbnail (a grid shows a placeholder for the others)."""
+        if not image_ids:
+            return set()
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(thumbnails.c.image_id).where(
+                    thumbnails.c.instance_id == instance_id, thumbnails.c.image_id.in_(list(image_ids))
+                )
+            ).scalars()
+            return {int(i) for i in found}
+
     def update_attributes(
         self, instance_id: str, product_id: str, pic_name: str, change: AttributeUpdate, now: datetime
     ) -> WriteResult | None:
@@ -277,6 +345,7 @@ class ImageRepository:
             for chunk_start in range(0, len(ids), 500):
                 chunk = ids[chunk_start : chunk_start + 500]
                 conn.execute(delete(images).where(images.c.id.in_(chunk)))
+                conn.execute(delete(thumbnails).where(thumbnails.c.image_id.in_(chunk)))
                 for image_id in chunk:
                     seq = self._log_change(conn, instance_id, image_id, "delete")
         return DeleteResult(ids, [r.pic_name for r in rows], seq)
@@ -285,6 +354,7 @@ class ImageRepository:
         with self._engine.begin() as conn:
             conn.execute(delete(images).where(images.c.instance_id == instance_id))
             conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
+            conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == instance_id))
 
     def last_seq(self, instance_id: str) -> int:
         """The newest change seq of an instance (0 if none): one probe of ix_changes_instance_seq."""
