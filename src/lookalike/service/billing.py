@@ -845,6 +845,11 @@ class BillingService:
             used = repo.get_setting(conn, repo.TRIAL_SEATS_USED, 0)
         return {"total": total, "used": used, "left": max(0, total - used)}
 
+    def trial_taken(self, account_id: str) -> bool:
+        """Whether this account has already had its one free trial."""
+        with self._engine.connect() as conn:
+            return repo.has_trial(conn, account_id)
+
     # --- reads ---
     def balance(self, account_id: str) -> int:
         with self._engine.connect() as conn:
@@ -864,6 +869,21 @@ class BillingService:
     def orders(self, account_id: str | None) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
             return repo.list_orders(conn, account_id)
+
+    def order(self, account: Account, order_id: str) -> dict[str, Any]:
+        """One order with its account's and instance's names (for a receipt); another tenant's order
+        answers like an unknown one, the operator sees every order."""
+        with self._engine.connect() as conn:
+            found = repo.get_order(conn, order_id)
+        if found is None or (found["account_id"] != account.id and not account.is_admin):
+            raise LookalikeError("OrderNotFound", f"No order {order_id!r}.", status=404)
+        owner = self._accounts.get_account(found["account_id"])
+        instance = self._instances.get(found["instance_id"]) if found["instance_id"] else None
+        return {
+            **found,
+            "account_name": owner.name if owner else found["account_id"],
+            "instance_name": instance.name if instance else None,
+        }
 
     def events(self, account_id: str | None, after_id: int = 0) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:

@@ -214,6 +214,22 @@ def list_orders(conn: Connection, account_id: str | None, limit: int = 200) -> l
     ]
 
 
+def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(orders).where(orders.c.id == order_id)).first()
+    if row is None:
+        return None
+    return {
+        "id": row.id,
+        "account_id": row.account_id,
+        "instance_id": row.instance_id,
+        "kind": row.kind,
+        "amount": int(row.amount),
+        "currency": row.currency,
+        "receipt": json.loads(row.receipt),
+        "created_at": as_utc(row.created_at).isoformat(),
+    }
+
+
 # --- subscriptions ---
 def insert_subscription(conn: Connection, row: SubscriptionRow) -> None:
     values = {k: v for k, v in row.__dict__.items() if k != "id"}
