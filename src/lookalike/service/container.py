@@ -21,6 +21,7 @@ from lookalike.service.limits import RateLimiter
 from lookalike.service.tasks import TaskService, load_link_key
 from lookalike.service.text_search import TextSearchService
 from lookalike.service.uploads import UploadStore
+from lookalike.service.usage import SearchUsageMeter
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.console_repo import ConsoleRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
@@ -30,6 +31,7 @@ from lookalike.storage.nonce_store import InMemoryNonceStore, NonceStore
 from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitStore
 from lookalike.storage.secrets import SecretBox
 from lookalike.storage.tasks_repo import TaskRepository
+from lookalike.storage.usage_repo import UsageRepository
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
 from lookalike.vision.text_encoder import TextQueryModel
 
@@ -53,6 +55,7 @@ class Services:
     bootstrap_key: IssuedKey | None  # set only on the very first start
     instances_repo: InstanceRepository
     tasks: TaskService  # DumpMeta / IncreaseInstance tasks and their worker
+    usage: SearchUsageMeter  # searches per instance and minute (the dashboard's QPS chart)
     # Wall time for request freshness (signature timestamps): real even when `clock` is a test's or demo's.
     request_clock: Clock = field(default_factory=SystemClock)
     # Signature nonces of the Alibaba dialect: in memory, or Redis (shared by replicas) with redis_url.
@@ -64,6 +67,7 @@ class Services:
         self.lifecycle.stop()
         self.indexes.close()
         self.batcher.close()
+        self.usage.close()  # its last flush needs the engine
         self.engine.dispose()
         if self.redis_client is not None:
             self.redis_client.close()
@@ -179,6 +183,9 @@ def build_services(
         indexes.start_background_saver(settings.index_save_interval_s)
     shared = _shared_stores(settings, engine, clock)
     rate_store = rate_store or shared.rate_store
+    usage = SearchUsageMeter(UsageRepository(engine), clock)
+    if background:
+        usage.start()
     lifecycle = LifecycleService(engine, clock, billing, indexes, shared.locks)
     if background:
         lifecycle.sweep()
@@ -191,7 +198,7 @@ def build_services(
         indexes=indexes,
         embedder=batcher,
         model_id=embedder.MODEL_ID,
-        limiter=RateLimiter(rate_store, clock),
+        limiter=RateLimiter(rate_store, clock, usage),
         clock=clock,
         image_limits=settings.image_limits,
     )
@@ -201,7 +208,6 @@ def build_services(
         images=images,
         accounts=accounts,
         instances=InstanceRepository(engine),
-        thumbnail_size=settings.thumbnail_size if settings.thumbnails else None,
         clock=clock,
         link_key=load_link_key(settings.data_dir),
     )
@@ -220,6 +226,7 @@ def build_services(
         bootstrap_key,
         InstanceRepository(engine),
         tasks,
+        usage,
         nonces=shared.nonces,
         redis_client=shared.redis_client,
     )

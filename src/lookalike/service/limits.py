@@ -8,6 +8,7 @@ from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Instance
+from lookalike.service.usage import SearchUsageMeter
 from lookalike.storage.ratelimit_store import RateLimitStore
 
 SMALL_PACKAGE_CAPACITY = 100_000  # the documented add limit is 1 QPS up to this capacity, else 5
@@ -39,13 +40,18 @@ def rate_for(instance: Instance, operation: Operation) -> float:
 
 
 class RateLimiter:
-    def __init__(self, store: RateLimitStore, clock: Clock) -> None:
+    def __init__(self, store: RateLimitStore, clock: Clock, meter: SearchUsageMeter | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._meter = meter
 
     def check(self, instance: Instance, operation: Operation) -> None:
         rate = rate_for(instance, operation)
-        decision = self._store.acquire(f"{instance.id}:{operation.value}", rate, self._clock.timestamp())
+        now = self._clock.timestamp()
+        decision = self._store.acquire(f"{instance.id}:{operation.value}", rate, now)
+        if operation is Operation.SEARCH and self._meter is not None:
+            # Every search of every dialect passes here: the dashboard's usage chart counts them all.
+            self._meter.record(instance.id, now, decision.allowed)
         if not decision.allowed:
             raise LookalikeError(
                 e.DENIED_REQUEST,
