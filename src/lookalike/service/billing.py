@@ -835,8 +835,13 @@ class BillingService:
         if total < 0:
             raise LookalikeError(e.INVALID_PARAMETER, "Trial seats cannot be negative.")
         with write_transaction(self._engine) as conn:
-            repo.put_setting(conn, repo.TRIAL_SEATS_TOTAL, total)
             used = repo.get_setting(conn, repo.TRIAL_SEATS_USED, 0)
+            if total < used:
+                # Seats already taken stay taken; a total equal to `used` is how the trial is closed.
+                raise LookalikeError(
+                    e.INVALID_PARAMETER, f"{used} trial seats are already used; the total cannot be lower."
+                )
+            repo.put_setting(conn, repo.TRIAL_SEATS_TOTAL, total)
         return {"total": total, "used": used, "left": max(0, total - used)}
 
     def trial_seats(self) -> dict[str, int]:

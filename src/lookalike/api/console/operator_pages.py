@@ -1,0 +1,218 @@
+"""Operator pages across tenants: every instance, catalogue and private quotes, trial seats, demo clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from lookalike.api.console.operator_forms import amount_field, whole_number
+from lookalike.api.console.web import (
+    ConsoleRoute,
+    FormDep,
+    OperatorDep,
+    field,
+    money,
+    redirect,
+    render,
+    services,
+)
+from lookalike.domain import errors as e
+from lookalike.domain.catalogue import Package
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import Account
+from lookalike.service.container import Services
+from lookalike.service.lifecycle import SweepReport
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+
+MAX_CLOCK_STEP = timedelta(days=3660)  # ten years: more is a typo, and dates past 9999 would not print
+
+
+@router.get("/operator/instances", include_in_schema=False)
+def instances(request: Request, operator: OperatorDep) -> Response:
+    svc = services(request)
+    names = {a.id: a.name for a in svc.accounts.list_accounts()}
+    rows: list[dict[str, Any]] = [
+        {
+            "instance": i,
+            "account": names.get(i.account_id, i.account_id),
+            "status": svc.billing.instance_status(i),
+        }
+        for i in svc.accounts.list_instances(operator.account)  # the operator's list holds every tenant's
+    ]
+    return render(request, "operator_instances.html", {"nav": "operator", "sub": "instances", "rows": rows})
+
+
+# --- catalogue and private quotes ---
+def _package_row(svc: Services, package: Package, owner: Account | None = None) -> dict[str, Any]:
+    return {
+        "package": package,
+        "owner": owner,
+        "monthly": money(svc, package.monthly),
+        "yearly": money(svc, package.yearly),
+    }
+
+
+def _catalogue_page(
+    request: Request,
+    viewer: Account,
+    *,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    svc = services(request)
+    tenants = [a for a in svc.accounts.list_accounts() if not a.is_admin]
+    public = [
+        _package_row(svc, p) for p in svc.billing.catalogue_for(viewer.id).packages if p.private_for is None
+    ]
+    private = [
+        _package_row(svc, p, owner)
+        for owner in tenants
+        for p in svc.billing.catalogue_for(owner.id).packages
+        if p.private_for == owner.id
+    ]
+    context = {
+        "nav": "operator",
+        "sub": "catalogue",
+        "currency": svc.billing.currency,
+        "public": public,
+        "private": private,
+        "tenants": tenants,
+        "error": error,
+        "values": values or {},
+    }
+    return render(request, "operator_catalogue.html", context, status=status)
+
+
+@router.get("/operator/catalogue", include_in_schema=False)
+def catalogue(request: Request, operator: OperatorDep) -> Response:
+    return _catalogue_page(request, operator.account)
+
+
+@router.post("/operator/catalogue/reload", include_in_schema=False)
+def reload_catalogue(request: Request, _operator: OperatorDep, _form: FormDep) -> Response:
+    try:
+        found = services(request).billing.reload_catalogue()
+    except OSError as exc:
+        raise LookalikeError(
+            e.INVALID_PARAMETER, f"The catalogue file cannot be read: {exc.strerror}."
+        ) from None
+    notice = f"Catalogue reloaded: {len(found.packages)} packages in {found.currency}."
+    return redirect(request, "/console/operator/catalogue", notice)
+
+
+@router.post("/operator/quotes", include_in_schema=False)
+def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Response:
+    svc = services(request)
+    names = ("account_id", "capacity", "qps", "monthly", "yearly", "package_id")
+    values = {name: field(form, name) for name in names}
+    exponent = svc.billing.exponent
+    try:
+        if not values["account_id"]:
+            raise LookalikeError(e.INVALID_PARAMETER, "Choose the account the quote is for.")
+        owner = svc.accounts.get_account(values["account_id"])
+        capacity = whole_number(form, "capacity", "Capacity")
+        qps = whole_number(form, "qps", "Search QPS")
+        assert capacity is not None and qps is not None  # required fields
+        package = svc.billing.create_private_package(
+            owner.id,
+            capacity=capacity,
+            qps=qps,
+            monthly=amount_field(form, "monthly", "Monthly price", exponent),
+            yearly=amount_field(form, "yearly", "Yearly price", exponent),
+            package_id=values["package_id"] or None,
+        )
+    except LookalikeError as exc:
+        return _catalogue_page(
+            request, operator.account, error=exc.message, values=values, status=exc.http_status
+        )
+    notice = f"Private quote {package.id} created for {owner.name}; it is in their catalogue now."
+    return redirect(request, "/console/operator/catalogue", notice)
+
+
+# --- trial seats ---
+def _trial_page(
+    request: Request, *, error: str | None = None, value: str = "", status: int = 200
+) -> Response:
+    seats = services(request).billing.trial_seats()
+    context = {"nav": "operator", "sub": "trial", "seats": seats, "error": error, "value": value}
+    return render(request, "operator_trial.html", context, status=status)
+
+
+@router.get("/operator/trial-seats", include_in_schema=False)
+def trial_seats(request: Request, _operator: OperatorDep) -> Response:
+    return _trial_page(request)
+
+
+@router.post("/operator/trial-seats", include_in_schema=False)
+def set_trial_seats(request: Request, _operator: OperatorDep, form: FormDep) -> Response:
+    try:
+        total = whole_number(form, "total", "Total seats")
+        assert total is not None
+        seats = services(request).billing.set_trial_seats(total)
+    except LookalikeError as exc:
+        return _trial_page(request, error=exc.message, value=field(form, "total"), status=exc.http_status)
+    notice = f"Trial seats: {seats['total']} in total, {seats['used']} used, {seats['left']} left."
+    return redirect(request, "/console/operator/trial-seats", notice)
+
+
+# --- demo clock ---
+def _clock_page(
+    request: Request, *, error: str | None = None, values: dict[str, str] | None = None, status: int = 200
+) -> Response:
+    svc = services(request)
+    context = {
+        "nav": "operator",
+        "sub": "clock",
+        "can_advance": hasattr(svc.clock, "advance"),
+        "error": error,
+        "values": values or {},
+    }
+    return render(request, "operator_clock.html", context, status=status)
+
+
+@router.get("/operator/clock", include_in_schema=False)
+def clock(request: Request, _operator: OperatorDep) -> Response:
+    return _clock_page(request)
+
+
+@router.post("/operator/clock", include_in_schema=False)
+def advance_clock(request: Request, _operator: OperatorDep, form: FormDep) -> Response:
+    svc = services(request)
+    advance = getattr(svc.clock, "advance", None)
+    if advance is None:
+        raise LookalikeError(e.NO_PERMISSION, "This server's clock is real; start it with --demo-clock.")
+    values = {name: field(form, name) for name in ("days", "hours")}
+    try:
+        days = whole_number(form, "days", "Days", required=False) or 0
+        hours = whole_number(form, "hours", "Hours", required=False) or 0
+        step = timedelta(days=days, hours=hours)
+        if step <= timedelta(0):
+            raise LookalikeError(e.INVALID_PARAMETER, "Enter a number of days or hours to move forward.")
+        if step > MAX_CLOCK_STEP:
+            raise LookalikeError(e.INVALID_PARAMETER, "Move at most 3660 days at a time.")
+    except (LookalikeError, OverflowError) as exc:
+        message = exc.message if isinstance(exc, LookalikeError) else "That step is too large."
+        return _clock_page(request, error=message, values=values, status=400)
+    before = svc.clock.now()
+    advance(step)
+    # What the background sweep would do over that time, done now so the notice can tell it.
+    report = svc.lifecycle.sweep()
+    moved = f"Clock moved from {before:%Y-%m-%d %H:%M} to {svc.clock.now():%Y-%m-%d %H:%M} UTC."
+    return redirect(request, "/console/operator/clock", f"{moved} {sweep_summary(report)}")
+
+
+def sweep_summary(report: SweepReport) -> str:
+    if not report.ran:
+        return "The lifecycle sweep was skipped: another server is sweeping right now."
+    parts = [f"{report.notices} expiry notice{'' if report.notices == 1 else 's'} sent"]
+    for label, names in (
+        ("renewed", report.renewed),
+        ("expired", report.expired),
+        ("released", report.released),
+    ):
+        parts.append(f"{label}: {', '.join(names) if names else 'none'}")
+    return "Lifecycle sweep: " + "; ".join(parts) + "."
