@@ -5,11 +5,27 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from lookalike.api.console import auth_pages, dashboard, operator_accounts, operator_pages
+from lookalike.api.console import (
+    auth_pages,
+    billing_pages,
+    buy_pages,
+    dashboard,
+    instance_pages,
+    operator_accounts,
+    operator_pages,
+)
 from lookalike.api.console.web import HERE, ConsoleRoute, render
 
 # Each page module owns one area of the console and exports `router`.
-PAGE_MODULES = [auth_pages, dashboard, operator_accounts, operator_pages]
+PAGE_MODULES = [
+    auth_pages,
+    dashboard,
+    operator_accounts,
+    operator_pages,
+    buy_pages,
+    instance_pages,
+    billing_pages,
+]
 
 
 def install_console(app: FastAPI) -> None:

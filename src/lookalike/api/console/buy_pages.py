@@ -1,0 +1,201 @@
+"""Buying: the catalogue (with this account's private quotations), the free trial, quote, confirm."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote as url_quote
+
+from fastapi import APIRouter, Request, Response
+
+from lookalike.api.console.quote_view import IDEMPOTENCY_FIELD, period_count, render_quote
+from lookalike.api.console.web import (
+    ConsoleRoute,
+    FormDep,
+    SessionDep,
+    field,
+    money,
+    redirect,
+    render,
+    services,
+)
+from lookalike.domain import errors as e
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import Account, ServiceType
+from lookalike.domain.validation import validate_instance_name
+from lookalike.service.container import Services
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+
+
+def _service_type(text: str) -> ServiceType:
+    if text in ("", "product"):
+        return ServiceType.PRODUCT
+    if text == "generic":
+        return ServiceType.GENERIC
+    raise LookalikeError(e.INVALID_PARAMETER, "The service type is 'product' or 'generic'.")
+
+
+def trial_refusal(svc: Services, account: Account) -> str | None:
+    """Why this account cannot take the free trial now, or None when it can."""
+    try:
+        svc.billing.catalogue_for(account.id).trial_package()
+    except LookalikeError:
+        return "This catalogue offers no free trial."
+    if svc.billing.trial_taken(account.id):
+        return "This account has already used its free trial."
+    if svc.billing.trial_seats()["left"] <= 0:
+        return "All free-trial seats are taken; buy a package instead."
+    return None
+
+
+def _buy_page(
+    request: Request, account: Account, choice: dict[str, str], error: str | None = None, status: int = 200
+) -> Response:
+    svc = services(request)
+    catalogue = svc.billing.catalogue_for(account.id)
+    rows: list[dict[str, Any]] = [
+        {
+            "package": p,
+            "monthly": money(svc, p.monthly),
+            "yearly": money(svc, p.yearly),
+            "private": p.private_for is not None,
+        }
+        for p in catalogue.visible_to(account.id)
+    ]
+    refusal = trial_refusal(svc, account)
+    trial = None if refusal else catalogue.trial_package()
+    context = {
+        "nav": "buy",
+        "rows": rows,
+        "currency": catalogue.currency,
+        "trial": trial,
+        "trial_refusal": refusal,
+        "seats": svc.billing.trial_seats(),
+        "choice": choice,
+        "error": error,
+        "balance_text": money(svc, svc.billing.balance(account.id)),
+    }
+    return render(request, "buy.html", context, status=status)
+
+
+def _choice(values: Any) -> dict[str, str]:
+    def text(name: str, default: str = "") -> str:
+        value = values.get(name)
+        return value.strip() if isinstance(value, str) else default
+
+    return {
+        "package_id": text("package_id"),
+        "name": text("name"),
+        "service_type": text("service_type", "product") or "product",
+        "unit": text("unit", "month") or "month",
+        "count": text("count", "1") or "1",
+    }
+
+
+@router.get("/buy", include_in_schema=False)
+def buy_page(request: Request, session: SessionDep) -> Response:
+    return _buy_page(request, session.account, _choice(request.query_params))
+
+
+@router.get("/buy/quote", include_in_schema=False)
+def buy_quote(request: Request, session: SessionDep) -> Response:
+    svc = services(request)
+    account = session.account
+    choice = _choice(request.query_params)
+    try:
+        validate_instance_name(choice["name"])
+        _service_type(choice["service_type"])
+        if not choice["package_id"]:
+            raise LookalikeError(e.INVALID_PACKAGE, "Choose a package.")
+        found = svc.billing.quote(
+            account, "buy", package_id=choice["package_id"], unit=choice["unit"],
+            count=period_count(choice["count"]),
+        )
+    except LookalikeError as exc:
+        return _buy_page(request, account, choice, exc.message, exc.http_status)
+    summary = {
+        "Instance": choice["name"],
+        "Service type": choice["service_type"],
+        "Package": choice["package_id"],
+    }
+    return render_quote(
+        request, account, title="Confirm your purchase", summary=summary, quote=found,
+        action="/console/buy", fields=choice, back=_back(choice), nav="buy",
+    )
+
+
+@router.get("/buy/trial", include_in_schema=False)
+def trial_quote(request: Request, session: SessionDep) -> Response:
+    svc = services(request)
+    account = session.account
+    choice = _choice(request.query_params)
+    try:
+        validate_instance_name(choice["name"])
+        _service_type(choice["service_type"])
+        refusal = trial_refusal(svc, account)
+        if refusal:
+            raise LookalikeError(e.TRIAL_UNAVAILABLE, refusal)
+        found = svc.billing.quote(account, "trial")
+    except LookalikeError as exc:
+        return _buy_page(request, account, choice, exc.message, exc.http_status)
+    fields = {"name": choice["name"], "service_type": choice["service_type"]}
+    summary = {
+        "Instance": choice["name"],
+        "Service type": choice["service_type"],
+        "Offer": "Free trial, 1 month",
+    }
+    return render_quote(
+        request, account, title="Confirm your free trial", summary=summary, quote=found,
+        action="/console/buy/trial", fields=fields, back=_back(choice), nav="buy",
+    )
+
+
+def _back(choice: dict[str, str]) -> str:
+    return "/console/buy?" + "&".join(f"{k}={url_quote(v, safe='')}" for k, v in choice.items())
+
+
+def _placed(request: Request, body: dict[str, Any], what: str) -> Response:
+    svc = services(request)
+    name = body["instance"]
+    if body.get("replayed"):
+        notice = f"This order ({body['order_id']}) was already placed; nothing was charged again."
+    elif body["total"] > 0:
+        notice = f"{what} {name} created; {money(svc, body['total'])} {body['currency']} charged."
+    else:
+        notice = f"{what} {name} created."
+    return redirect(request, f"/console/instances/{url_quote(name, safe='')}", notice)
+
+
+@router.post("/buy", include_in_schema=False)
+def buy(request: Request, session: SessionDep, form: FormDep) -> Response:
+    svc = services(request)
+    choice = _choice(form)
+    try:
+        body = svc.billing.buy(
+            session.account,
+            choice["name"],
+            choice["package_id"],
+            unit=choice["unit"],
+            count=period_count(choice["count"]),
+            service_type=_service_type(choice["service_type"]),
+            idempotency_key=field(form, IDEMPOTENCY_FIELD) or None,
+        )
+    except LookalikeError as exc:
+        return _buy_page(request, session.account, choice, exc.message, exc.http_status)
+    return _placed(request, body, "Instance")
+
+
+@router.post("/buy/trial", include_in_schema=False)
+def take_trial(request: Request, session: SessionDep, form: FormDep) -> Response:
+    svc = services(request)
+    choice = _choice(form)
+    try:
+        body = svc.billing.trial(
+            session.account,
+            choice["name"],
+            service_type=_service_type(choice["service_type"]),
+            idempotency_key=field(form, IDEMPOTENCY_FIELD) or None,
+        )
+    except LookalikeError as exc:
+        return _buy_page(request, session.account, choice, exc.message, exc.http_status)
+    return _placed(request, body, "Free-trial instance")
