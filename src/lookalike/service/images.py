@@ -67,6 +67,7 @@ class SearchOptions:
 class AddResult:
     pic_info: PicInfo
     created: bool
+    image_id: int = 0  # the stored picture's row id (the console links to it)
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class ImageService:
                 instance.id, record, capacity=capacity, now=self._clock.now(), thumbnail=thumbnail
             )
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
-        return AddResult(analysis.pic_info, written.created)
+        return AddResult(analysis.pic_info, written.created, written.image_id)
 
     def update_image(
         self, account: Account, instance_name: str, *, product_id: str, pic_name: str, change: AttributeUpdate
@@ -371,10 +372,10 @@ class ImageService:
         num: int = 24,
     ) -> PictureList:
         """A page of the instance's pictures, oldest first, narrowed by a filter and/or a ProductId."""
+        instance = self._instance(account, instance_name, None)  # first: a stranger learns nothing more
         node = parse_filter(filter)
         if start < 0 or not 1 <= num <= 100:
             raise LookalikeError(e.INVALID_PARAMETER, "A page starts at 0 and holds 1 to 100 pictures.")
-        instance = self._instance(account, instance_name, None)
         records, total = self._images.browse(instance.id, node, product_id or None, offset=start, limit=num)
         with_thumbnail = self._images.with_thumbnails(instance.id, [r.id for r in records])
         return PictureList(instance, records, total, with_thumbnail)
@@ -395,6 +396,11 @@ class ImageService:
     def thumbnails_for(self, account: Account, instance_name: str, image_ids: list[int]) -> set[int]:
         instance = self._instance(account, instance_name, None)
         return self._images.with_thumbnails(instance.id, image_ids)
+
+    @staticmethod
+    def categories() -> list[tuple[int, str]]:
+        """The product categories (id, name) a search may be narrowed to."""
+        return all_categories()
 
     def preview(self, picture: bytes, size: int) -> Preview:
         """A downscaled copy of an uploaded photo (never stored), for showing a query next to its results."""

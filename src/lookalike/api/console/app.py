@@ -13,6 +13,8 @@ from lookalike.api.console import (
     instance_pages,
     operator_accounts,
     operator_pages,
+    pictures_pages,
+    search_pages,
 )
 from lookalike.api.console.web import HERE, ConsoleRoute, render
 
@@ -25,6 +27,8 @@ PAGE_MODULES = [
     buy_pages,
     instance_pages,
     billing_pages,
+    pictures_pages,
+    search_pages,
 ]
 
 
