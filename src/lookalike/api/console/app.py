@@ -11,6 +11,7 @@ from lookalike.api.console import (
     buy_pages,
     dashboard,
     instance_pages,
+    keys_pages,
     operator_accounts,
     operator_pages,
     pictures_pages,
@@ -29,6 +30,7 @@ PAGE_MODULES = [
     billing_pages,
     pictures_pages,
     search_pages,
+    keys_pages,
 ]
 
 
