@@ -6,6 +6,8 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -13,7 +15,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from conftest import make_settings
 from imagegen import make_photo
+from lookalike.clock import SystemClock
+from lookalike.domain.errors import LookalikeError
+from lookalike.service.console_auth import ConsoleAuthService
+from lookalike.service.container import build_console_auth, build_control_plane
 from lookalike.storage.tables import metadata
 from server import LOOKALIKE, ServerProcess, with_database
 from server import cli_json as cli_plain
@@ -84,6 +91,70 @@ def test_admin_commands_print_ids_and_secrets_as_json(tmp_path: Path, database_u
     assert duplicate.returncode == 1 and json.loads(duplicate.stdout)["code"] == "InstanceAlreadyExists"
 
 
+@contextmanager
+def console_auth_of(data_dir: Path, database_url: str | None) -> Iterator[ConsoleAuthService]:
+    """The console's sign-in service on the same database the CLI wrote to."""
+    settings = make_settings(data_dir, database_url)
+    control = build_control_plane(settings, SystemClock())
+    try:
+        yield build_console_auth(settings, control.engine, control.accounts, SystemClock())
+    finally:
+        control.engine.dispose()  # PostgreSQL: the test's database is dropped afterwards
+
+
+def signs_in(auth: ConsoleAuthService, name: str, password: str) -> bool:
+    try:
+        auth.sign_in(name, password)
+    except LookalikeError as exc:
+        assert exc.http_status == 401, exc.message
+        return False
+    return True
+
+
+def test_admin_set_password_generates_one_or_reads_it_from_stdin(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    data_dir = tmp_path / "data"
+    cli_json = partial(cli_plain, database_url=database_url)
+    account = cli_json(data_dir, "admin", "create-account", "acme")
+    generated = cli_json(data_dir, "admin", "set-password", "acme")
+    assert set(generated) == {"account_id", "name", "password"}
+    assert generated["account_id"] == account["account_id"]
+    with console_auth_of(data_dir, database_url) as auth:
+        assert signs_in(auth, "acme", generated["password"])
+        assert not signs_in(auth, "acme", generated["password"] + "x")
+
+    def set_from_stdin(who: str, text: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *LOOKALIKE,
+                "admin",
+                "set-password",
+                who,
+                "--password-stdin",
+                "--data-dir",
+                str(data_dir),
+                "--json",
+            ],
+            input=text,
+            capture_output=True,
+            text=True,
+            env=with_database(None, database_url),
+        )
+
+    chosen = "a long chosen passphrase"
+    typed = set_from_stdin(account["account_id"], chosen + "\n")  # by id this time
+    assert typed.returncode == 0, typed.stderr
+    assert json.loads(typed.stdout) == {"account_id": account["account_id"], "name": "acme"}  # nothing echoed
+    too_short = set_from_stdin("acme", "short\n")
+    assert too_short.returncode == 1 and json.loads(too_short.stdout)["code"] == "InvalidParameter"
+    with console_auth_of(data_dir, database_url) as auth:
+        assert signs_in(auth, "acme", chosen)  # the refused one after it changed nothing
+        assert not signs_in(auth, "acme", generated["password"])  # the old one no longer works
+    unknown = set_from_stdin("nobody", chosen + "\n")
+    assert unknown.returncode != 0 and "no account named 'nobody'" in unknown.stderr
+
+
 @pytest.mark.slow
 def test_import_resumes_after_a_crash_without_duplicates(
     tmp_path: Path, model_cache: Path, database_url: str | None
@@ -114,6 +185,12 @@ def test_import_resumes_after_a_crash_without_duplicates(
     server = ServerProcess(data_dir, model_cache, tmp_path / "server.log", database_url)
     server.start()
     try:
+        # The first start created the operator, printed its console password and saved it (mode 0600).
+        saved = json.loads((data_dir / "admin-credentials.json").read_text())
+        assert (data_dir / "admin-credentials.json").stat().st_mode & 0o777 == 0o600
+        assert saved["console_password"] in (tmp_path / "server.log").read_text()
+        with console_auth_of(data_dir, database_url) as auth:
+            assert signs_in(auth, saved["console_user"], saved["console_password"])
         command = [
             *LOOKALIKE,
             "import",
