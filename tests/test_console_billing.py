@@ -147,6 +147,17 @@ def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Co
     assert page.locator("h1 .badge").inner_text() == "active"
     assert balance(console, tenant.account.id) == before - 80_000
 
+    # Auto-renew on (per year) and off again.
+    page.get_by_label("Auto-renew per").select_option("year")
+    page.get_by_role("button", name="Turn auto-renew on").click()
+    assert "Auto-renew is on: 1 year" in page.get_by_role("status").inner_text()
+    assert page.locator("[data-auto-renew]").get_attribute("data-auto-renew") == "on"
+    shop = console.services.accounts.instance_for(tenant.account, "shop")
+    assert billing.instance_status(shop)["auto_renew"] is True
+    page.get_by_role("button", name="Turn auto-renew off").click()
+    assert page.locator("[data-auto-renew]").get_attribute("data-auto-renew") == "off"
+    assert billing.instance_status(shop)["auto_renew"] is False
+
     # The event feed, newest first, in words; and the page fits a phone.
     phone = console.page(PHONE)
     console.sign_in(phone, tenant)

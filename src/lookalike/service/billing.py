@@ -894,6 +894,11 @@ class BillingService:
         with self._engine.connect() as conn:
             return repo.list_events(conn, account_id, after_id)
 
+    def recent_events(self, account_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest events first (the console's feed); `events` pages forward for API clients."""
+        with self._engine.connect() as conn:
+            return repo.recent_events(conn, account_id, limit)
+
     def instance_status(self, instance: Instance) -> dict[str, Any]:
         """Package, period, state and usage of an instance, as tenants and the console see them."""
         with self._engine.connect() as conn:

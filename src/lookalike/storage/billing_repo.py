@@ -463,6 +463,24 @@ def list_events(
     ]
 
 
+def recent_events(conn: Connection, account_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` events, newest first (list_events pages forward from the oldest)."""
+    query = select(events).order_by(events.c.id.desc()).limit(limit)
+    if account_id is not None:
+        query = query.where(events.c.account_id == account_id)
+    return [
+        {
+            "id": int(r.id),
+            "account_id": r.account_id,
+            "instance_id": r.instance_id,
+            "kind": r.kind,
+            "data": json.loads(r.data),
+            "created_at": as_utc(r.created_at).isoformat(),
+        }
+        for r in conn.execute(query).all()
+    ]
+
+
 # --- leases ---
 def try_lease(conn: Connection, name: str, holder: str, now: datetime, until: datetime) -> bool:
     """Claim or extend a named lease; True when `holder` owns it until `until`."""

@@ -31,7 +31,7 @@ def billing_page(request: Request, session: SessionDep) -> Response:
         for o in svc.billing.orders(scope)
     ]
     events = [
-        {**ev, "text": describe(ev, names, amount)} for ev in reversed(svc.billing.events(scope))
+        {**ev, "text": describe(ev, names, amount)} for ev in svc.billing.recent_events(scope)
     ]
     entries = [{**en, "amount_text": money(svc, en["amount"])} for en in ledger["entries"]]
     context = {
