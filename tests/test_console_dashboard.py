@@ -78,6 +78,7 @@ def test_dashboard_shows_state_pictures_and_measured_search_qps(console: Console
         ("Search", f"{base}/search"),
     ):
         assert card.get_by_role("link", name=name, exact=True).get_attribute("href") == href
+        assert page.request.get(href).status == 200  # the instance's pages exist
 
     archive = page.locator("article[data-instance='archive']")
     assert archive.locator(".badge").inner_text() == "expired"
