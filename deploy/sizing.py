@@ -3,6 +3,9 @@
 * SQL: inserts N pictures with 1280-d float32 embeddings through `ImageRepository.upsert` (the path an add
   takes: the images row, its change-log row, their indexes) into a fresh SQLite file and a fresh PostgreSQL
   database, and reports the bytes each grew by, per picture.
+* Thumbnails (--thumbnails): the console's JPEG per picture (setting `thumbnails`, `thumbnail_size`), made
+  the way an add makes it from the 22 real photos the tests ship (tests/photos.py), and the SQL bytes per
+  row of the `thumbnails` table for copies of them in SQLite (and PostgreSQL with --postgres).
 * Milvus (--milvus-rows, with a local milvus-server): inserts vectors into a collection of the backend's
   schema and index (HNSW M=16, efConstruction 200, IP; the nine scalar copies), flushes, builds the index,
   loads it, and reports the growth of the server's data directory and of its processes' RSS, per vector.
@@ -10,6 +13,7 @@
     .venv/bin/python deploy/sizing.py --rows 20000 \
         --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres \
         --milvus http://127.0.0.1:19530 --milvus-data /tmp/lookalike-test-servers/milvus --milvus-rows 100000
+    .venv/bin/python deploy/sizing.py --thumbnails --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import json
 import os
 import platform
 import sqlite3
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +41,9 @@ from lookalike.config import Settings
 from lookalike.domain.models import Attributes
 from lookalike.service.container import build_control_plane
 from lookalike.storage.images_repo import ImageRepository, NewImage
+from lookalike.storage.tables import thumbnails
+from lookalike.vision.decode import decode_image
+from lookalike.vision.thumbnail import make_thumbnail
 
 DIM = 1280
 MODEL_ID = "efficientnet-lite0"
@@ -150,6 +159,90 @@ def measure_postgres(admin_url: str, rows: int) -> dict[str, Any]:
         "relations_after_vacuum_full": after_vacuum,
         "relation_bytes_per_picture_after_vacuum_full": per_row,
     }
+
+
+def thumbnail_samples(size: int) -> dict[str, bytes]:
+    """Each shipped test photo, uploaded as a quality-92 JPEG, decoded and thumbnailed as add_image does."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from photos import PHOTO_NAMES, encode, load_photo
+
+    return {name: make_thumbnail(decode_image(encode(load_photo(name))).image, size) for name in PHOTO_NAMES}
+
+
+def _thumbnail_table_bytes(engine: sa.Engine, samples: list[bytes], copies: int, measure: Any) -> int:
+    """Growth of the database (by `measure`) for `copies` rounds of the samples in the thumbnails table."""
+    before = measure()
+    with engine.begin() as conn:
+        rows = [
+            {"image_id": i, "instance_id": "sizing", "data": samples[i % len(samples)]}
+            for i in range(copies * len(samples))
+        ]
+        for start in range(0, len(rows), 500):
+            conn.execute(sa.insert(thumbnails), rows[start : start + 500])
+    return int(measure()) - int(before)
+
+
+def measure_thumbnails(size: int, copies: int, admin_url: str | None) -> dict[str, Any]:
+    made = thumbnail_samples(size)
+    samples = list(made.values())
+    sizes = sorted(len(b) for b in samples)
+    rows = copies * len(samples)
+    report: dict[str, Any] = {
+        "photos": len(samples),
+        "thumbnail_size": size,
+        "jpeg_bytes": {name: len(data) for name, data in made.items()},
+        "jpeg_bytes_mean": round(statistics.mean(sizes)),
+        "jpeg_bytes_median": round(statistics.median(sizes)),
+        "jpeg_bytes_min": sizes[0],
+        "jpeg_bytes_max": sizes[-1],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        db = data_dir / "lookalike.db"
+        engine = build_control_plane(Settings(data_dir=data_dir), SystemClock()).engine
+
+        def file_size() -> int:
+            with sqlite3.connect(db) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return db.stat().st_size
+
+        grown = _thumbnail_table_bytes(engine, samples, copies, file_size)
+        engine.dispose()
+    report["sqlite"] = {"rows": rows, "bytes_per_thumbnail": round(grown / rows)}
+    if admin_url:
+        admin = sa.create_engine(sa.make_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        name = f"lookalike_sizing_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                engine = build_control_plane(
+                    Settings(data_dir=Path(tmp), database_url=url), SystemClock()
+                ).engine
+
+                def database_size() -> int:
+                    with engine.connect() as conn:
+                        return int(
+                            conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
+                        )
+
+                grown = _thumbnail_table_bytes(engine, samples, copies, database_size)
+                with engine.connect() as conn:
+                    table = int(
+                        conn.execute(sa.text("SELECT pg_total_relation_size('thumbnails')")).scalar_one()
+                    )
+                engine.dispose()
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        report["postgresql"] = {
+            "rows": rows,
+            "bytes_per_thumbnail": round(grown / rows),
+            "table_bytes_per_thumbnail": round(table / rows),
+        }
+    return report
 
 
 def _tree_rss_bytes(root_pid: int) -> int:
@@ -271,12 +364,23 @@ def main() -> None:
     parser.add_argument("--milvus-data", type=Path, default=Path("/tmp/lookalike-test-servers/milvus"))
     parser.add_argument("--milvus-rows", type=int, default=100_000)
     parser.add_argument("--skip-sql", action="store_true", help="measure Milvus only (keeps the SQL figures)")
+    parser.add_argument(
+        "--thumbnails", action="store_true", help="measure thumbnails only (keeps the other figures)"
+    )
+    parser.add_argument("--thumbnail-size", type=int, default=Settings().thumbnail_size)
+    parser.add_argument("--thumbnail-copies", type=int, default=100, help="rounds of the 22 photos in SQL")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sizing.json"))
     args = parser.parse_args()
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.thumbnails:  # its own section, with its own commit: the other figures stay as measured
+        thumbs = measure_thumbnails(args.thumbnail_size, args.thumbnail_copies, args.postgres)
+        report["thumbnails"] = {"git_head": head, **thumbs}
+        print(json.dumps(report["thumbnails"], indent=1))
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        return
     report.update(
         {
             "what": "storage per picture: SQL via ImageRepository.upsert (images + change-log row)",

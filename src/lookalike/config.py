@@ -105,7 +105,7 @@ class Settings:
     # are re-read from SQL anyway, so Bounded (or Eventually) is enough.
     milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
     # Keep a small JPEG of every added picture so the web console can show pictures and search results
-    # (about 3-8 KB each at the default size; deploy/README.md counts them in the sizing guide).
+    # (1-11 KB each at the default size, 5 KB on average; deploy/README.md counts them in the sizing guide).
     thumbnails: bool = True
     thumbnail_size: int = 160  # longest side of a thumbnail, in pixels
     console_signup: bool = False  # tenants may create their own account and password at /console/sign-up
