@@ -136,10 +136,9 @@ def test_operator_creates_an_account_that_signs_in_with_the_password_shown_once(
     screenshot(page, "operator-accounts")
 
     phone = signed_in_operator(console, PHONE)
-    phone.goto("/console/operator/accounts")
-    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
-    phone.goto(f"/console/operator/accounts/{account_id}")
-    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    for path in [*OPERATOR_PAGES, f"/console/operator/accounts/{account_id}"]:
+        phone.goto(path)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390, path
 
 
 def test_a_top_up_moves_the_balance_by_exactly_its_amount_and_a_double_submit_credits_once(
