@@ -167,6 +167,9 @@ def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Co
     assert "kept until 2027-02-08 00:00 UTC" in phone.locator('li[data-kind="expired"]').inner_text()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(phone, "billing-phone")
+    for path in ("/console/instances/shop", "/console/instances/shop/change?package_id=2.5m-10qps"):
+        phone.goto(path)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390, path
 
 
 def test_another_tenant_cannot_open_an_instance_or_its_receipts(console: Console) -> None:
