@@ -18,8 +18,10 @@ from photos import PHOTO_NAMES, encode, load_photo
 pytestmark = pytest.mark.slow
 
 
-def add_through_form(page: Any, data: bytes, product_id: str, pic_name: str, **attributes: str) -> Any:
-    page.goto("/console/instances/shop/pictures")
+def add_through_form(
+    page: Any, data: bytes, product_id: str, pic_name: str, instance: str = "shop", **attributes: str
+) -> Any:
+    page.goto(f"/console/instances/{instance}/pictures")
     page.locator("#add > summary").click()
     page.set_input_files(
         "input[name=picture]", files=[{"name": "p.jpg", "mimeType": "image/jpeg", "buffer": data}]
@@ -30,7 +32,7 @@ def add_through_form(page: Any, data: bytes, product_id: str, pic_name: str, **a
         page.locator("#add .more > summary").click()
         for name, value in attributes.items():
             page.locator(f"#add [name={name}]").fill(value)
-    with page.expect_response(re.compile(r".*/console/instances/shop/pictures$")) as answer:
+    with page.expect_response(re.compile(rf".*/console/instances/{instance}/pictures$")) as answer:
         page.get_by_role("button", name="Add picture").click()
     page.wait_for_load_state()
     return answer.value
@@ -151,6 +153,13 @@ def test_add_errors_are_shown_on_the_page_and_add_nothing(console: Console) -> N
     assert response.status == 409
     assert "exceeds the limit" in page.locator("#add-error").inner_text()
     assert console.services.images.list_pictures(tenant.account, "shop").total == 1
+
+    # Over the add rate (1 a second here; the test clock stands still): refused with the reason, none added.
+    grant_instance(console.services, tenant.account.id, "slow", capacity=10, qps=5, add_qps=1)
+    assert add_through_form(page, photo, "a", "1.jpg", instance="slow").status == 303
+    response = add_through_form(page, photo, "b", "2.jpg", instance="slow")
+    assert response.status == 429 and "flow control" in page.locator("#add-error").inner_text()
+    assert console.services.images.list_pictures(tenant.account, "slow").total == 1
 
     # A lapsed subscription: browsing still works, adding is refused with the reason.
     lapsed = console.services.billing.grant(tenant.account.id, "old", capacity=10, qps=1, months=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -38,6 +39,23 @@ def choose_photo(page: Any, data: bytes) -> None:
     page.set_input_files("#picture", files=[{"name": "query.jpg", "mimeType": "image/jpeg", "buffer": data}])
 
 
+def drop_photo(page: Any, data: bytes) -> None:
+    """Drop a file on the drop zone the way a browser does (a DragEvent carrying a DataTransfer)."""
+    page.evaluate(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", {type: "image/jpeg"}));
+            const zone = document.getElementById("drop");
+            for (const kind of ["dragover", "drop"]) {
+                const init = {dataTransfer: transfer, bubbles: true, cancelable: true};
+                zone.dispatchEvent(new DragEvent(kind, init));
+            }
+        }""",
+        base64.b64encode(data).decode("ascii"),
+    )
+
+
 def drag_region(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
     """Press, move and release the mouse on the preview, at fractions of its size."""
     preview = page.locator("#draw-img")
@@ -60,7 +78,8 @@ def test_an_edited_photo_finds_its_original_first_with_the_drawn_region(console:
     assert page.get_by_role("link", name="Overview").get_attribute("href") == "/console/instances/shop"
     original = load_photo("chelsea")  # 451 x 300
     edited = EDITS["jpeg_q20"](original)
-    choose_photo(page, encode(edited))
+    drop_photo(page, encode(edited))
+    assert page.evaluate("document.getElementById('picture').files[0].name") == "dropped.jpg"
     drag_region(page, (0.05, 0.08), (0.93, 0.95))
     region = page.locator("#region").input_value()
     x1, x2, y1, y2 = (int(v) for v in region.split(","))
