@@ -135,6 +135,7 @@ def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Co
     screenshot(page, "instance-expired")
     page.goto("/console/dashboard")
     assert page.locator('[data-instance="shop"] .badge').inner_text() == "expired"
+    assert "5 more days" in page.locator('[data-instance="shop"] .release-note').inner_text()
 
     page.goto("/console/instances/shop")
     before = balance(console, tenant.account.id)
