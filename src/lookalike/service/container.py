@@ -201,6 +201,7 @@ def build_services(
         limiter=RateLimiter(rate_store, clock, usage),
         clock=clock,
         image_limits=settings.image_limits,
+        thumbnail_size=settings.thumbnail_size if settings.thumbnails else None,
     )
     tasks = TaskService(
         settings=settings,
