@@ -164,13 +164,16 @@ def test_every_page_reflows_keeps_contrast_and_works_by_keyboard(console: Consol
     starts = {"tenant": "/console/dashboard", "operator": "/console/operator", "visitor": "/console/sign-in"}
     start = starts[who]
     problems: list[str] = []
+    blocked: list[str] = []
     paths: list[str] = []
     for viewport in (DESKTOP, PHONE):
         page = console.page(viewport)
+        # The pages' Content-Security-Policy must not block anything the pages themselves use.
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
         if user is not None:
             console.sign_in(page, user)
         paths = paths or _pages(page, start)
         for path in paths:
             problems += _check_page(page, path, viewport["width"])
     assert len(paths) >= (1 if user is None else 5), paths
-    assert not problems, "\n".join(problems)
+    assert not problems + blocked, "\n".join(problems + blocked)

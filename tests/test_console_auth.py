@@ -22,6 +22,9 @@ def test_sign_in_shows_dashboard_and_sign_out_ends_the_session(console: Console)
     assert page.get_by_role("heading", name="Dashboard").is_visible()
     assert page.get_by_text("No instances yet").is_visible()
 
+    headers = page.request.get("/console/dashboard").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
     cookie = next(c for c in page.context.cookies() if c["name"] == "lookalike_session")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
     assert cookie["path"] == "/console"
