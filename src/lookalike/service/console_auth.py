@@ -21,8 +21,14 @@ from lookalike.service.accounts import AccountService, IssuedKey
 from lookalike.service.passwords import generate_password, hash_password, password_problem, verify_password
 from lookalike.storage.accounts_repo import AccountRepository
 from lookalike.storage.console_repo import ConsoleRepository
+from lookalike.storage.ratelimit_store import RateLimitStore
 
 SIGN_IN_FAILED = "Account name or password is wrong."
+# Sign-in attempts per account name: a burst of 20, then one every 3 minutes (GCRA in the shared rate store,
+# so replicas count together). Per name, not per address: a password guesser cannot spread over addresses;
+# the cost is that a flood can hold one name's sign-in for minutes, which API keys do not depend on.
+SIGN_IN_RATE = 20 / 3600
+SIGN_IN_BURST_S = 3600.0
 # Verified against when the account does not exist, so a wrong name costs the same time as a wrong password.
 _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * 16)
 
@@ -54,6 +60,7 @@ class ConsoleAuthService:
         account_repo: AccountRepository,
         repo: ConsoleRepository,
         clock: Clock,
+        rate_store: RateLimitStore,
         *,
         session_ttl_s: float,
         signup_allowed: bool,
@@ -62,6 +69,7 @@ class ConsoleAuthService:
         self._account_repo = account_repo
         self._repo = repo
         self._clock = clock
+        self._rates = rate_store
         self._ttl = timedelta(seconds=session_ttl_s)
         self.signup_allowed = signup_allowed
 
@@ -96,6 +104,16 @@ class ConsoleAuthService:
 
     # --- sessions ---
     def sign_in(self, name: str, password: str) -> NewSession:
+        key = "console-sign-in:" + hashlib.sha256(name.strip().lower().encode("utf-8")).hexdigest()
+        decision = self._rates.acquire(key, SIGN_IN_RATE, self._clock.timestamp(), SIGN_IN_BURST_S)
+        if not decision.allowed:
+            wait = max(1, round(decision.retry_after))
+            raise LookalikeError(
+                e.DENIED_REQUEST,
+                f"Too many sign-in attempts for this account; try again in {wait} seconds.",
+                retry_after=decision.retry_after,
+                status=429,
+            )
         account = self._account_repo.find_by_name(name.strip()) if name.strip() else None
         stored = self._repo.password_hash(account.id) if account is not None else None
         ok = verify_password(password, stored or _DUMMY_HASH)

@@ -60,6 +60,8 @@ class Services:
     request_clock: Clock = field(default_factory=SystemClock)
     # Signature nonces of the Alibaba dialect: in memory, or Redis (shared by replicas) with redis_url.
     nonces: NonceStore = field(default_factory=InMemoryNonceStore)
+    # Rate limits (GCRA): in memory, or in Redis so every replica shares them. Console sign-in uses it too.
+    rate_store: RateLimitStore = field(default_factory=InMemoryRateLimitStore)
     redis_client: redis.Redis | None = None  # the process's one Redis client (connection pool), if configured
 
     def close(self) -> None:
@@ -80,7 +82,9 @@ class Services:
     @cached_property
     def console_auth(self) -> ConsoleAuthService:
         """Web console passwords and sessions, timed by the real clock (see service/console_auth.py)."""
-        return build_console_auth(self.settings, self.engine, self.accounts, self.request_clock)
+        return build_console_auth(
+            self.settings, self.engine, self.accounts, self.request_clock, self.rate_store
+        )
 
     @cached_property
     def text_search(self) -> TextSearchService:
@@ -106,13 +110,18 @@ def build_account_service(settings: Settings, engine: Engine, clock: Clock) -> A
 
 
 def build_console_auth(
-    settings: Settings, engine: Engine, accounts: AccountService, clock: Clock
+    settings: Settings,
+    engine: Engine,
+    accounts: AccountService,
+    clock: Clock,
+    rate_store: RateLimitStore | None = None,
 ) -> ConsoleAuthService:
     return ConsoleAuthService(
         accounts,
         AccountRepository(engine),
         ConsoleRepository(engine),
         clock,
+        rate_store or InMemoryRateLimitStore(),
         session_ttl_s=settings.console_session_ttl_s,
         signup_allowed=settings.console_signup,
     )
@@ -229,6 +238,7 @@ def build_services(
         tasks,
         usage,
         nonces=shared.nonces,
+        rate_store=rate_store,
         redis_client=shared.redis_client,
     )
 
