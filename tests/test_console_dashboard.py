@@ -94,7 +94,7 @@ def test_dashboard_shows_state_pictures_and_measured_search_qps(console: Console
     screenshot(phone, "dashboard-phone")
 
     # The day before release, one day is left. Past the release moment the card says released until the
-    # sweep has purged the instance; then the instance (and its name) is gone from the dashboard.
+    # sweep has purged the instance; then its card is gone and it is listed under "Released instances".
     clock.advance(timedelta(days=4, hours=12))
     page.reload()
     assert "kept 1 more day and released" in archive.locator(".release-note").inner_text()
@@ -104,6 +104,8 @@ def test_dashboard_shows_state_pictures_and_measured_search_qps(console: Console
     svc.lifecycle.sweep()
     page.reload()
     assert archive.count() == 0 and card.count() == 1
+    released = page.locator("table.released tbody tr")
+    assert released.count() == 1 and released.first.locator("td").first.inner_text().startswith("archive")
 
 
 def search(api: httpx.Client, data: bytes) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
@@ -135,6 +136,10 @@ class AccountService:
     # --- instances (created by billing: buy, trial or an operator grant) ---
     def list_instances(self, account: Account) -> list[Instance]:
         return self._instances.list_for_account(None if account.is_admin else account.id)
+
+    def list_released(self, account: Account) -> list[tuple[Instance, datetime]]:
+        """The account's most recently released instances and when (the console lists them)."""
+        return self._instances.list_released(None if account.is_admin else account.id)
 
     def instance_for(self, account: Account, name: str) -> Instance:
         """The named instance if this account may use it; another tenant's answers like an unknown one."""

@@ -206,6 +206,20 @@ class InstanceRepository:
         with self._engine.connect() as conn:
             return [_instance(r) for r in conn.execute(query).all()]
 
+    def list_released(self, account_id: str | None, limit: int = 20) -> list[tuple[Instance, datetime]]:
+        """Released instances, newest release first, with when they were released (their data is gone)."""
+        query = (
+            select(instances)
+            .where(instances.c.status == "released")
+            .order_by(instances.c.released_at.desc())
+            .limit(limit)
+        )
+        if account_id is not None:
+            query = query.where(instances.c.account_id == account_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(_instance(r), as_utc(r.released_at or r.expires_at or r.created_at)) for r in rows]
+
     def list_all_ids(self) -> list[str]:
         with self._engine.connect() as conn:
             return [r.id for r in conn.execute(select(instances.c.id)).all()]

@@ -30,7 +30,9 @@ def dashboard(request: Request, session: SessionDep) -> Response:
         for instance in instances
     ]
     balance = money(svc, svc.billing.balance(session.account.id))
-    return render(request, "dashboard.html", {"nav": "dashboard", "cards": cards, "balance": balance})
+    released = svc.accounts.list_released(session.account)
+    context = {"nav": "dashboard", "cards": cards, "balance": balance, "released": released}
+    return render(request, "dashboard.html", context)
 
 
 def card(instance: Instance, status: dict[str, Any], usage: UsageWindow, now: datetime) -> dict[str, Any]:
