@@ -24,6 +24,7 @@ from starlette.datastructures import FormData
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account
 from lookalike.domain.money import format_amount
+from lookalike.domain.validation import MAX_INSTANCE_NAME
 from lookalike.service.console_auth import ConsoleSession
 from lookalike.service.container import Services
 
@@ -200,3 +201,4 @@ def _count(value: int) -> str:
 templates.env.filters["when"] = _when
 templates.env.filters["day"] = _day
 templates.env.filters["count"] = _count
+templates.env.globals["MAX_INSTANCE_NAME"] = MAX_INSTANCE_NAME
