@@ -3,6 +3,7 @@ refusals, quote before paying, and refusals (bad name, too little balance, taken
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -114,3 +115,52 @@ def test_trial_offer_only_while_the_account_can_take_it_and_seats_remain(console
     other.goto("/console/buy")
     assert "All free-trial seats are taken" in other.locator("[data-trial-refusal]").inner_text()
     assert console.services.billing.trial_seats()["left"] == 0
+
+
+def test_confirming_after_the_price_rose_requotes_and_charges_only_the_new_confirmed_price(
+    console: Console,
+) -> None:
+    console.clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    tenant = console.new_tenant("shop-c")
+    billing = console.services.billing
+    console.top_up(tenant, 500_000, key="pay-c")
+    billing.buy(tenant.account, "shop", "2.5m-5qps", idempotency_key="buy-c")
+    console.clock.set(datetime(2027, 1, 16, tzinfo=UTC))
+    page = console.page()
+    console.sign_in(page, tenant)
+    page.goto("/console/instances/shop/change?package_id=2.5m-10qps")
+    assert page.locator("td.total").get_attribute("data-total") == "36129"  # 700.00 × 16/31
+
+    # The order is priced again at confirm time; a day earlier in the cycle the upgrade costs more.
+    console.clock.set(datetime(2027, 1, 15, tzinfo=UTC))
+    balance = billing.balance(tenant.account.id)
+    orders = billing.orders(tenant.account.id)
+    page.get_by_role("button", name="Confirm and pay 361.29 USD").click()
+    page.wait_for_url("**/console/instances/shop/change?package_id=2.5m-10qps")
+    notice = page.get_by_role("status").inner_text()
+    assert "price changed" in notice and "383.87 USD" in notice and "361.29 USD" in notice
+    assert page.locator("td.total").get_attribute("data-total") == "38387"  # 700.00 × 17/31
+    assert billing.balance(tenant.account.id) == balance and billing.orders(tenant.account.id) == orders
+
+    # Confirming the fresh quote charges exactly its total.
+    page.get_by_role("button", name="Confirm and pay 383.87 USD").click()
+    page.wait_for_url("**/console/instances/shop")
+    assert "383.87 USD charged" in page.get_by_role("status").inner_text()
+    assert billing.balance(tenant.account.id) == balance - 38387
+
+    # Buying and renewing are guarded the same way: a confirmed total below the price comes back (303) to
+    # the same quote page, with nothing charged.
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value") or ""
+    buy = {"package_id": "100k-1qps", "name": "second", "service_type": "product", "unit": "month",
+           "count": "1", "csrf_token": token, "idempotency_key": "console-c2", "max_total": "29999"}
+    renew = {"package_id": "2.5m-5qps", "unit": "month", "count": "1", "csrf_token": token,
+             "idempotency_key": "console-c3", "max_total": "79999"}
+    for action, form, quote_page in (
+        ("/console/buy", buy,
+         "/console/buy/quote?package_id=100k-1qps&name=second&service_type=product&unit=month&count=1"),
+        ("/console/instances/shop/renew", renew,
+         "/console/instances/shop/renew?package_id=2.5m-5qps&unit=month&count=1"),
+    ):
+        answer = page.request.post(action, form=form, max_redirects=0)
+        assert (answer.status, answer.headers["location"]) == (303, quote_page)
+    assert billing.balance(tenant.account.id) == balance - 38387

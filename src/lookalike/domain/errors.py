@@ -73,6 +73,7 @@ TRIAL_UNAVAILABLE: Final = "TrialUnavailable"  # already used by this account, o
 IDEMPOTENCY_KEY_REQUIRED: Final = "IdempotencyKeyRequired"
 IDEMPOTENCY_CONFLICT: Final = "IdempotencyConflict"  # same key, different parameters
 INVALID_AMOUNT: Final = "InvalidAmount"
+PRICE_CHANGED: Final = "PriceChanged"  # the order now costs more than the `max_total` the customer confirmed
 
 # Statuses for the native REST API; the Alibaba adapter keeps its own table.
 NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
@@ -90,6 +91,7 @@ NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
     TRIAL_UNAVAILABLE: 409,
     IDEMPOTENCY_KEY_REQUIRED: 400,
     IDEMPOTENCY_CONFLICT: 409,
+    PRICE_CHANGED: 409,
     DENIED_REQUEST: 429,
     INVALID_ACCESS_KEY: 401,
     ACCESS_KEY_DISABLED: 401,

@@ -334,9 +334,30 @@ class BillingService:
             )
         return {**stored.body, "replayed": True}
 
-    def _charge(self, conn: Connection, account_id: str, order_id: str, quote: Quote, now: datetime) -> None:
-        """Apply an order's money: a charge needs the balance (no overdraft); a refund credits it."""
+    def _charge(
+        self,
+        conn: Connection,
+        account_id: str,
+        order_id: str,
+        quote: Quote,
+        now: datetime,
+        max_total: int | None = None,
+    ) -> None:
+        """Apply an order's money: a charge needs the balance (no overdraft); a refund credits it.
+
+        `max_total` is the total the customer confirmed: the order is re-priced here, inside the charging
+        transaction (proration runs by the second, the catalogue may have been reloaded), and a total above
+        it is refused whole, so nobody pays more than the price they agreed to."""
         amount = quote.total.amount
+        if max_total is not None and amount > max_total:
+            currency = quote.total.currency
+            raise LookalikeError(
+                e.PRICE_CHANGED,
+                f"The price changed since the quote: the order now comes to "
+                f"{format_amount(amount, currency, self.exponent)} {currency}, not the "
+                f"{format_amount(max_total, currency, self.exponent)} {currency} you were quoted. "
+                "Nothing was charged; review the new price and confirm again.",
+            )
         if amount > 0:
             balance = repo.balance(conn, account_id, quote.total.currency)
             if balance < amount:
@@ -425,8 +446,11 @@ class BillingService:
         count: int = 1,
         service_type: ServiceType = ServiceType.PRODUCT,
         idempotency_key: str | None,
+        max_total: int | None = None,
     ) -> dict[str, Any]:
-        """Buy a package: creates the instance."""
+        """Buy a package: creates the instance. `max_total`: refuse (PriceChanged) if it now costs more.
+
+        `max_total` stays out of the idempotency request hash: a retry of the same choice replays."""
         request = {
             "op": "buy",
             "name": name,
@@ -442,7 +466,9 @@ class BillingService:
             now = self._clock.now()
             package = self.catalogue_for(account.id, conn).get_for(package_id, account.id)
             quote = quote_buy(package, unit, count, now)
-            return self._open_instance(conn, account, name, package, quote, service_type, now)
+            return self._open_instance(
+                conn, account, name, package, quote, service_type, now, max_total=max_total
+            )
 
         return self._idempotent(account.id, idempotency_key, request, work)
 
@@ -492,6 +518,8 @@ class BillingService:
         quote: Quote,
         service_type: ServiceType,
         now: datetime,
+        *,
+        max_total: int | None = None,
     ) -> dict[str, Any]:
         assert quote.new_cycle is not None
         order_id = repo.new_order_id()
@@ -505,7 +533,7 @@ class BillingService:
             paid_until=quote.new_cycle.end,
             now=now,
         )
-        self._charge(conn, account.id, order_id, quote, now)
+        self._charge(conn, account.id, order_id, quote, now, max_total)
         repo.insert_subscription(conn, self._subscription(instance_id, order_id, package, quote, now))
         body = self._record_order(conn, account.id, instance_id, order_id, quote, now)
         repo.add_event(
@@ -527,7 +555,9 @@ class BillingService:
         unit: str = "month",
         count: int = 1,
         idempotency_key: str | None,
+        max_total: int | None = None,
     ) -> dict[str, Any]:
+        """Renew for a period; `max_total` (not part of the request hash) as in `buy`."""
         request = {
             "op": "renew",
             "instance": instance_name,
@@ -539,7 +569,9 @@ class BillingService:
         instance = self._owned_instance(account, instance_name)
 
         def work(conn: Connection) -> dict[str, Any]:
-            return self._renew_locked(conn, account.id, instance.id, package_id, unit, count, automatic=False)
+            return self._renew_locked(
+                conn, account.id, instance.id, package_id, unit, count, automatic=False, max_total=max_total
+            )
 
         return self._idempotent(account.id, idempotency_key, request, work)
 
@@ -553,6 +585,7 @@ class BillingService:
         count: int,
         *,
         automatic: bool,
+        max_total: int | None = None,
     ) -> dict[str, Any]:
         now = self._clock.now()
         row = repo.lock_instance(conn, instance_id)
@@ -573,7 +606,7 @@ class BillingService:
             quote = quote_renewal(package, unit, count, now, paid_until, expired, stored)
         assert quote.new_cycle is not None
         order_id = repo.new_order_id()
-        self._charge(conn, account_id, order_id, quote, now)
+        self._charge(conn, account_id, order_id, quote, now, max_total)
         repo.insert_subscription(
             conn, self._subscription(instance_id, order_id, package, quote, quote.new_cycle.start)
         )
@@ -613,9 +646,16 @@ class BillingService:
         return self._idempotent(account_id, key, request, work)
 
     def change(
-        self, account: Account, instance_name: str, package_id: str, *, idempotency_key: str | None
+        self,
+        account: Account,
+        instance_name: str,
+        package_id: str,
+        *,
+        idempotency_key: str | None,
+        max_total: int | None = None,
     ) -> dict[str, Any]:
-        """Upgrade or downgrade at once; the cycle stays; the prorated difference is charged or refunded."""
+        """Upgrade or downgrade at once; the cycle stays; the prorated difference is charged or refunded.
+        `max_total` (not in the request hash) as in `buy`: a smaller refund than quoted is refused too."""
         request = {"op": "change", "instance": instance_name, "package_id": package_id}
         instance = self._owned_instance(account, instance_name)
 
@@ -627,7 +667,7 @@ class BillingService:
             assert sub is not None
             package = self.catalogue_for(account.id, conn).get_for(package_id, account.id)
             order_id = repo.new_order_id()
-            self._charge(conn, account.id, order_id, quote, now)
+            self._charge(conn, account.id, order_id, quote, now, max_total)
             # The old package stops the moment the new one starts; the cycle's bounds stay.
             repo.end_subscription(conn, sub.id, now)
             repo.insert_subscription(

@@ -7,7 +7,14 @@ from urllib.parse import quote as url_quote
 
 from fastapi import APIRouter, Request, Response
 
-from lookalike.api.console.quote_view import IDEMPOTENCY_FIELD, period_count, render_quote
+from lookalike.api.console.quote_view import (
+    IDEMPOTENCY_FIELD,
+    confirmed_total,
+    is_price_change,
+    period_count,
+    render_quote,
+    requote,
+)
 from lookalike.api.console.web import (
     ConsoleRoute,
     FormDep,
@@ -150,8 +157,16 @@ def trial_quote(request: Request, session: SessionDep) -> Response:
     )
 
 
+def _query(choice: dict[str, str]) -> str:
+    return "&".join(f"{k}={url_quote(v, safe='')}" for k, v in choice.items())
+
+
 def _back(choice: dict[str, str]) -> str:
-    return "/console/buy?" + "&".join(f"{k}={url_quote(v, safe='')}" for k, v in choice.items())
+    return "/console/buy?" + _query(choice)
+
+
+def _quote_url(choice: dict[str, str]) -> str:
+    return "/console/buy/quote?" + _query(choice)
 
 
 def _placed(request: Request, body: dict[str, Any], what: str) -> Response:
@@ -179,8 +194,11 @@ def buy(request: Request, session: SessionDep, form: FormDep) -> Response:
             count=period_count(choice["count"]),
             service_type=_service_type(choice["service_type"]),
             idempotency_key=field(form, IDEMPOTENCY_FIELD) or None,
+            max_total=confirmed_total(form),
         )
     except LookalikeError as exc:
+        if is_price_change(exc):
+            return requote(request, _quote_url(choice), exc)
         return _buy_page(request, session.account, choice, exc.message, exc.http_status)
     return _placed(request, body, "Instance")
 

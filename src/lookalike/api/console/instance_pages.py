@@ -10,10 +10,19 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote as url_quote
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
-from lookalike.api.console.quote_view import IDEMPOTENCY_FIELD, period_count, render_quote
+from lookalike.api.console.quote_view import (
+    IDEMPOTENCY_FIELD,
+    confirmed_total,
+    is_price_change,
+    period_count,
+    render_quote,
+    requote,
+)
 from lookalike.api.console.web import (
     ConsoleRoute,
     FormDep,
@@ -131,6 +140,14 @@ def renew_quote(
     )
 
 
+def _path(name: str) -> str:
+    return url_quote(name, safe="")
+
+
+def _params(**values: str) -> str:
+    return urlencode(values)
+
+
 def _money_notice(request: Request, body: dict[str, Any], done: str) -> str:
     svc = services(request)
     if body.get("replayed"):
@@ -147,21 +164,39 @@ def _money_notice(request: Request, body: dict[str, Any], done: str) -> str:
 def change(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
     key = field(form, IDEMPOTENCY_FIELD) or None
     package_id = field(form, "package_id")
-    body = services(request).billing.change(session.account, name, package_id, idempotency_key=key)
+    try:
+        body = services(request).billing.change(
+            session.account, name, package_id, idempotency_key=key, max_total=confirmed_total(form)
+        )
+    except LookalikeError as exc:
+        if not is_price_change(exc):
+            raise
+        query = _params(package_id=package_id)
+        return requote(request, f"/console/instances/{_path(name)}/change?{query}", exc)
     notice = _money_notice(request, body, f"Package changed to {package_id}")
     return redirect(request, f"/console/instances/{name}", notice)
 
 
 @router.post("/instances/{name}/renew", include_in_schema=False)
 def renew(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
-    body = services(request).billing.renew(
-        session.account,
-        name,
-        field(form, "package_id"),
-        unit=field(form, "unit", "month") or "month",
-        count=period_count(field(form, "count", "1")),
-        idempotency_key=field(form, IDEMPOTENCY_FIELD) or None,
-    )
+    package_id = field(form, "package_id")
+    unit = field(form, "unit", "month") or "month"
+    count = field(form, "count", "1")
+    try:
+        body = services(request).billing.renew(
+            session.account,
+            name,
+            package_id,
+            unit=unit,
+            count=period_count(count),
+            idempotency_key=field(form, IDEMPOTENCY_FIELD) or None,
+            max_total=confirmed_total(form),
+        )
+    except LookalikeError as exc:
+        if not is_price_change(exc):
+            raise
+        query = _params(package_id=package_id, unit=unit, count=count)
+        return requote(request, f"/console/instances/{_path(name)}/renew?{query}", exc)
     cycle = body.get("cycle") or {}
     until = str(cycle.get("end", ""))[:10]
     notice = _money_notice(request, body, f"Renewed until {until}" if until else "Renewed")

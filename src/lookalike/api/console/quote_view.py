@@ -2,7 +2,9 @@
 
 The page shows the service's own quote (line items, proration, total), the balance before and after, and a
 Confirm form that carries the exact choice plus an idempotency key made when the page is rendered: a
-double submit, a resubmitted form or a retry after a lost answer all replay the one order.
+double submit, a resubmitted form or a retry after a lost answer all replay the one order. The form also
+carries the quoted total (`max_total`): the service re-prices at confirm time and refuses (PriceChanged) a
+total above it, and the confirm handlers then send the customer back here to a fresh quote.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request, Response
+from starlette.datastructures import FormData
 
-from lookalike.api.console.web import money, render, services
+from lookalike.api.console.web import field, money, redirect, render, services
 from lookalike.domain.billing import Quote
-from lookalike.domain.errors import INVALID_PERIOD, LookalikeError
+from lookalike.domain.errors import INVALID_AMOUNT, INVALID_PERIOD, PRICE_CHANGED, LookalikeError
 from lookalike.domain.models import Account
 from lookalike.service.billing import quote_json
 
 IDEMPOTENCY_FIELD = "idempotency_key"
+MAX_TOTAL_FIELD = "max_total"
 
 
 def new_idempotency_key() -> str:
@@ -32,6 +36,28 @@ def period_count(text: str) -> int:
         return int(text or "1")
     except ValueError:
         raise LookalikeError(INVALID_PERIOD, "The number of periods must be a whole number.") from None
+
+
+def confirmed_total(form: FormData) -> int | None:
+    """The total the customer saw on the quote page and confirmed (minor units), or None when absent."""
+    text = field(form, MAX_TOTAL_FIELD)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        message = "The confirmed price is not a whole amount; quote again."
+        raise LookalikeError(INVALID_AMOUNT, message) from None
+
+
+def is_price_change(exc: LookalikeError) -> bool:
+    return exc.code == PRICE_CHANGED
+
+
+def requote(request: Request, quote_url: str, exc: LookalikeError) -> Response:
+    """The price moved between quote and confirm: back (303) to the quote page, which prices the order
+    afresh, with the service's explanation (new price and quoted one) as a one-shot notice."""
+    return redirect(request, quote_url, exc.message)
 
 
 def render_quote(
@@ -71,6 +97,7 @@ def render_quote(
             action=action,
             fields=dict(fields),
             idempotency_key=new_idempotency_key(),
+            max_total=total,
         )
     status = refusal.http_status if refusal is not None else 200
     return render(request, "quote.html", context, status=status)

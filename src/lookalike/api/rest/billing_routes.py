@@ -5,6 +5,7 @@ Money-changing calls need an `Idempotency-Key` header."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -53,6 +54,25 @@ def amount_minor(payload: Payload, name: str, exponent: int) -> int:
         raise LookalikeError(e.INVALID_AMOUNT, f"{name}: {exc}") from None
 
 
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
+
+
+def max_total(payload: Payload) -> int | None:
+    """The quoted total the client agreed to, in integer minor units (negative for a refund); the order is
+    refused (PriceChanged) if it now costs more. Fractions are refused rather than truncated."""
+    value = payload.fields.get("max_total")
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+        return int(value)
+    raise LookalikeError(
+        e.INVALID_AMOUNT,
+        f"max_total is an integer of minor units (25806 for 258.06), got {str(value)[:40]!r}.",
+    )
+
+
 @router.get("/billing/catalogue", tags=["billing"])
 def catalogue(request: Request, account: AccountDep) -> dict[str, Any]:
     billing = services(request).billing
@@ -92,6 +112,7 @@ async def place_order(request: Request, account: AccountDep) -> dict[str, Any]:
     billing = services(request).billing
     package_id = payload.text("package_id") or ""
     instance = payload.text("instance") or ""
+    limit = max_total(payload)
     if kind == "buy":
         kind_of_service = service_type(payload)
         return await run_in_threadpool(
@@ -103,6 +124,7 @@ async def place_order(request: Request, account: AccountDep) -> dict[str, Any]:
                 count=count,
                 service_type=kind_of_service,
                 idempotency_key=key,
+                max_total=limit,
             )
         )
     if kind == "trial":
@@ -112,11 +134,13 @@ async def place_order(request: Request, account: AccountDep) -> dict[str, Any]:
         )
     if kind == "renew":
         return await run_in_threadpool(
-            lambda: billing.renew(account, instance, package_id, unit=unit, count=count, idempotency_key=key)
+            lambda: billing.renew(
+                account, instance, package_id, unit=unit, count=count, idempotency_key=key, max_total=limit
+            )
         )
     if kind == "change":
         return await run_in_threadpool(
-            lambda: billing.change(account, instance, package_id, idempotency_key=key)
+            lambda: billing.change(account, instance, package_id, idempotency_key=key, max_total=limit)
         )
     raise LookalikeError(e.INVALID_PARAMETER, "kind is buy, trial, renew or change.")
 
