@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from lookalike.domain.calendar import PeriodUnit
 from lookalike.domain.errors import INVALID_CATALOGUE, INVALID_PACKAGE, INVALID_PERIOD, LookalikeError
-from lookalike.domain.money import Money, format_amount, parse_decimal_amount
+from lookalike.domain.money import MAX_AMOUNT, Money, format_amount, parse_decimal_amount
 
 MAX_PERIOD_COUNT: Final = 100  # guard only: keeps period arithmetic far from datetime's year 9999
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -118,6 +118,8 @@ def _package_problem(p: Package) -> str | None:
     for label, price in (("monthly", p.monthly), ("yearly", p.yearly)):
         if not _is_int(price) or price < 0:
             return f"{label} price must be a non-negative integer of minor units"
+        if price > MAX_AMOUNT:
+            return f"{label} price must be at most {MAX_AMOUNT} minor units"
     if not isinstance(p.trial, bool):
         return "trial must be true or false"
     if p.private_for is not None and (not isinstance(p.private_for, str) or not p.private_for):

@@ -73,6 +73,11 @@ class Money:
         return f"{format_amount(self.amount, self.currency, exponent)} {self.currency}"
 
 
+# The largest single amount (a price, a top-up) in minor units: 10^15 is 10 trillion dollars, far above any
+# real order, and keeps every sum of amounts inside the signed 64-bit integers SQL stores.
+MAX_AMOUNT = 10**15
+
+
 def parse_decimal_amount(text: str, exponent: int) -> int:
     """Parse a decimal string into integer minor units: parse_decimal_amount("800.00", 2) == 80000.
 

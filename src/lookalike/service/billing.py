@@ -43,7 +43,7 @@ from lookalike.domain.catalogue import (
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.lifecycle import InstanceState, release_at, state_at
 from lookalike.domain.models import Account, Instance, ServiceType
-from lookalike.domain.money import Money, format_amount
+from lookalike.domain.money import MAX_AMOUNT, Money, format_amount
 from lookalike.domain.validation import validate_instance_name
 from lookalike.storage import billing_repo as repo
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
@@ -63,7 +63,12 @@ class CatalogueSource:
         self._catalogue = self._load()
 
     def _load(self) -> Catalogue:
-        text = self._path.read_text(encoding="utf-8") if self._path else default_catalogue_text()
+        try:
+            text = self._path.read_text(encoding="utf-8") if self._path else default_catalogue_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LookalikeError(
+                e.INVALID_CATALOGUE, f"The catalogue file {self._path} cannot be read: {exc}"
+            ) from None
         return load_catalogue_json(text)
 
     def reload(self) -> Catalogue:
@@ -251,7 +256,7 @@ class BillingService:
             return quote_buy(
                 catalogue.get_for(_required(package_id, "package_id"), account.id), unit, count, now
             )
-        instance = self._owned_instance(account, _required(instance_name, "instance"))
+        instance = self._owned_instance(account, _required(instance_name, "instance"), to_order=True)
         stored = self._instances.count_images(instance.id)
         if kind == "renew":
             package = catalogue.get_for(_required(package_id, "package_id"), account.id)
@@ -282,10 +287,17 @@ class BillingService:
                 "renew into a current one.",
             ) from None
 
-    def _owned_instance(self, account: Account, name: str) -> Instance:
+    def _owned_instance(self, account: Account, name: str, *, to_order: bool = False) -> Instance:
+        """The named instance if `account` may see it (its owner, or the operator). `to_order`: only the
+        owner, since an order is paid from the ordering account's balance at its own catalogue's prices
+        (the operator gives an instance time or size with a grant instead)."""
         instance = self._instances.get_by_name(name)
         if instance is None or (instance.account_id != account.id and not account.is_admin):
             raise LookalikeError(e.INVALID_INSTANCE, "The specified instance name is invalid.")
+        if to_order and instance.account_id != account.id:
+            raise LookalikeError(
+                e.NO_PERMISSION, "Only the instance's owner can order for it (renew, change, auto-renew)."
+            )
         return instance
 
     # --- the idempotent transaction every money-changing call runs in ---
@@ -566,7 +578,7 @@ class BillingService:
             "count": count,
         }
         check_period(unit, count)
-        instance = self._owned_instance(account, instance_name)
+        instance = self._owned_instance(account, instance_name, to_order=True)
 
         def work(conn: Connection) -> dict[str, Any]:
             return self._renew_locked(
@@ -657,7 +669,7 @@ class BillingService:
         """Upgrade or downgrade at once; the cycle stays; the prorated difference is charged or refunded.
         `max_total` (not in the request hash) as in `buy`: a smaller refund than quoted is refused too."""
         request = {"op": "change", "instance": instance_name, "package_id": package_id}
-        instance = self._owned_instance(account, instance_name)
+        instance = self._owned_instance(account, instance_name, to_order=True)
 
         def work(conn: Connection) -> dict[str, Any]:
             now = self._clock.now()
@@ -759,7 +771,7 @@ class BillingService:
         unit: str = "month",
         count: int = 1,
     ) -> dict[str, Any]:
-        instance = self._owned_instance(account, instance_name)
+        instance = self._owned_instance(account, instance_name, to_order=True)
         if enabled:
             check_period(unit, count)
         with write_transaction(self._engine) as conn:
@@ -778,8 +790,10 @@ class BillingService:
     def top_up(
         self, account_id: str, amount: int, *, reference: str | None = None, idempotency_key: str | None
     ) -> dict[str, Any]:
-        if amount <= 0:
-            raise LookalikeError(e.INVALID_AMOUNT, "A top-up must be a positive amount of minor units.")
+        if amount <= 0 or amount > MAX_AMOUNT:
+            raise LookalikeError(
+                e.INVALID_AMOUNT, f"A top-up is a positive amount of minor units, at most {MAX_AMOUNT}."
+            )
         if self._accounts.get_account(account_id) is None:
             raise LookalikeError(e.ACCOUNT_NOT_FOUND, f"No account {account_id!r}.")
         currency = self.currency

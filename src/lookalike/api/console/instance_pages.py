@@ -72,6 +72,9 @@ def overview(request: Request, name: str, session: SessionDep) -> Response:
         "package": current,
         "packages": packages,
         "others": [p for p in packages if p.id != status["package_id"]],
+        # Orders are the owner's (paid from its balance); the operator looking at a tenant's instance
+        # sees its state but orders nothing for it.
+        "can_order": instance.account_id == session.account.id,
         "days_left": days_until(now, release) if release else None,
         "used_percent": min(100, round(100 * status["usage"] / capacity, 1)) if capacity else 0,
         "currency": svc.billing.currency,
