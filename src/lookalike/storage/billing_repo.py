@@ -444,23 +444,24 @@ def add_event(
     return True
 
 
+def _event_json(r: Any) -> dict[str, Any]:
+    return {
+        "id": int(r.id),
+        "account_id": r.account_id,
+        "instance_id": r.instance_id,
+        "kind": r.kind,
+        "data": json.loads(r.data),
+        "created_at": as_utc(r.created_at).isoformat(),
+    }
+
+
 def list_events(
     conn: Connection, account_id: str | None, after_id: int = 0, limit: int = 200
 ) -> list[dict[str, Any]]:
     query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
     if account_id is not None:
         query = query.where(events.c.account_id == account_id)
-    return [
-        {
-            "id": int(r.id),
-            "account_id": r.account_id,
-            "instance_id": r.instance_id,
-            "kind": r.kind,
-            "data": json.loads(r.data),
-            "created_at": as_utc(r.created_at).isoformat(),
-        }
-        for r in conn.execute(query).all()
-    ]
+    return [_event_json(r) for r in conn.execute(query).all()]
 
 
 def recent_events(conn: Connection, account_id: str | None, limit: int) -> list[dict[str, Any]]:
@@ -468,17 +469,7 @@ def recent_events(conn: Connection, account_id: str | None, limit: int) -> list[
     query = select(events).order_by(events.c.id.desc()).limit(limit)
     if account_id is not None:
         query = query.where(events.c.account_id == account_id)
-    return [
-        {
-            "id": int(r.id),
-            "account_id": r.account_id,
-            "instance_id": r.instance_id,
-            "kind": r.kind,
-            "data": json.loads(r.data),
-            "created_at": as_utc(r.created_at).isoformat(),
-        }
-        for r in conn.execute(query).all()
-    ]
+    return [_event_json(r) for r in conn.execute(query).all()]
 
 
 # --- leases ---
