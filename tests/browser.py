@@ -95,6 +95,9 @@ class Console:
         """The native REST API as this user (HTTP Basic with the user's AccessKey)."""
         return httpx.Client(base_url=self.base_url, auth=(user.key_id, user.secret), timeout=60)
 
+    def api_with(self, key_id: str, secret: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, auth=(key_id, secret), timeout=60)
+
     def top_up(self, user: ConsoleUser, amount_minor: int, key: str) -> None:
         self.services.billing.top_up(user.account.id, amount_minor, reference=None, idempotency_key=key)
 
