@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +15,10 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import AccessKey, Account, Instance
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.secrets import SecretBox, new_access_key_id, new_access_key_secret
+
+# How long a replica trusts its cached copy of a key: a key or account disabled on another replica stops
+# working here within this time (this replica's own changes drop the entry at once).
+KEY_CACHE_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,13 +37,19 @@ class AccountService:
         instances: InstanceRepository,
         secret_box: SecretBox,
         clock: Clock,
+        *,
+        key_cache_ttl_s: float = KEY_CACHE_TTL_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._accounts = accounts
         self._instances = instances
         self._box = secret_box
         self._clock = clock
-        self._secret_cache: dict[str, tuple[Account, str]] = {}
+        # key id -> (account, secret, cached at): saves a read and a decryption per request.
+        self._secret_cache: dict[str, tuple[Account, str, float]] = {}
         self._cache_lock = threading.Lock()
+        self._cache_ttl = key_cache_ttl_s
+        self._monotonic = monotonic
 
     # --- bootstrap and accounts ---
     def bootstrap_admin(self, name: str = "admin") -> IssuedKey | None:
@@ -80,7 +92,7 @@ class AccountService:
 
     def _forget_account(self, account_id: str) -> None:
         with self._cache_lock:
-            for key_id in [k for k, (a, _) in self._secret_cache.items() if a.id == account_id]:
+            for key_id in [k for k, (a, _, _t) in self._secret_cache.items() if a.id == account_id]:
                 del self._secret_cache[key_id]
 
     # --- access keys ---
@@ -109,8 +121,8 @@ class AccountService:
         """The account and plaintext secret behind an AccessKeyId (signature schemes need the secret)."""
         with self._cache_lock:
             cached = self._secret_cache.get(key_id)
-        if cached is not None:
-            return cached
+        if cached is not None and self._monotonic() - cached[2] < self._cache_ttl:
+            return cached[0], cached[1]
         found = self._accounts.get_access_key(key_id)
         if found is None:
             raise LookalikeError(e.INVALID_ACCESS_KEY, "Specified access key is not found.")
@@ -124,7 +136,7 @@ class AccountService:
         if secret is None:
             raise LookalikeError(e.INTERNAL_ERROR, "The server key cannot decrypt this AccessKey secret.")
         with self._cache_lock:
-            self._secret_cache[key_id] = (account, secret)
+            self._secret_cache[key_id] = (account, secret, self._monotonic())
         return account, secret
 
     def authenticate(self, key_id: str, secret: str) -> Account:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -100,12 +100,16 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_account_service(settings: Settings, engine: Engine, clock: Clock) -> AccountService:
+def build_account_service(
+    settings: Settings, engine: Engine, clock: Clock, **cache: Any
+) -> AccountService:
+    """`cache`: key_cache_ttl_s and monotonic of AccountService (tests shorten or drive them)."""
     return AccountService(
         AccountRepository(engine),
         InstanceRepository(engine),
         SecretBox.from_data_dir(settings.data_dir),
         clock,
+        **cache,
     )
 
 
