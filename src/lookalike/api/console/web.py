@@ -103,6 +103,7 @@ def render(
         "signup_allowed": svc.console_auth.signup_allowed,
         "demo_clock": hasattr(svc.clock, "advance"),
         "now": svc.clock.now(),
+        "category_names": dict(svc.images.categories()),  # id -> name, for the picture tiles
     }
     response = templates.TemplateResponse(request, template, {**base, **(context or {})}, status_code=status)
     response.headers["Cache-Control"] = "no-store"
