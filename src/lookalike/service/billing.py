@@ -767,10 +767,11 @@ class BillingService:
         instance_name: str,
         enabled: bool,
         *,
-        package_id: str | None = None,
         unit: str = "month",
         count: int = 1,
     ) -> dict[str, Any]:
+        """Renew automatically at expiry, for `count` `unit`s of the package held then (change the package
+        first to renew into another one)."""
         instance = self._owned_instance(account, instance_name, to_order=True)
         if enabled:
             check_period(unit, count)
@@ -783,7 +784,6 @@ class BillingService:
             "auto_renew": enabled,
             "unit": unit,
             "count": count,
-            "package_id": package_id,
         }
 
     # --- money in ---
