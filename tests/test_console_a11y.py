@@ -83,6 +83,14 @@ UNLABELLED_JS = """
 """
 
 
+# Pages reached through GET forms rather than links: the quotes shown before paying.
+FORM_PAGES = [
+    "/console/buy/quote?package_id=2.5m-5qps&name=new-shop&service_type=product&unit=month&count=1",
+    "/console/buy/trial?name=new-shop&service_type=product",
+    "/console/instances/shop-a-main/renew?package_id=2.5m-5qps&unit=year&count=1",
+]
+
+
 def _pages(page: Any, start: str) -> list[str]:
     """Console pages reachable from `start` by GET links (breadth first, at most MAX_PAGES)."""
     seen: list[str] = []
@@ -108,7 +116,9 @@ def _pages(page: Any, start: str) -> list[str]:
 
 def _check_page(page: Any, path: str, width: int) -> list[str]:
     problems: list[str] = []
-    page.goto(path)
+    response = page.goto(path)
+    if response is None or not response.ok:
+        problems.append(f"{path}: HTTP {response and response.status}")
     overflow = page.evaluate("document.documentElement.scrollWidth")
     if overflow > width:
         problems.append(f"{path} @{width}: page is {overflow}px wide")
@@ -172,7 +182,7 @@ def test_every_page_reflows_keeps_contrast_and_works_by_keyboard(console: Consol
         page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
         if user is not None:
             console.sign_in(page, user)
-        paths = paths or _pages(page, start)
+        paths = paths or _pages(page, start) + (FORM_PAGES if who == "tenant" else [])
         for path in paths:
             problems += _check_page(page, path, viewport["width"])
     assert len(paths) >= (1 if user is None else 5), paths
