@@ -83,8 +83,29 @@ def test_sign_up_is_closed_unless_the_operator_allows_it(console: Console) -> No
     page = console.page(PHONE)
     page.goto("/console/sign-up")
     assert "closed" in page.get_by_role("alert").inner_text()
+    page.goto("/console/sign-in")  # a real form token, so the refusal below is the closed sign-up's
+    token = page.locator("input[name=csrf_token]").get_attribute("value") or ""
     response = page.request.post(
-        "/console/sign-up", form={"name": "intruder", "password": "x" * 12, "confirm": "x" * 12}
+        "/console/sign-up",
+        form={"name": "intruder", "password": "x" * 12, "confirm": "x" * 12, "csrf_token": token},
     )
-    assert response.status == 403
+    assert response.status == 403 and "closed" in response.text()
     assert all(a.name != "intruder" for a in console.services.accounts.list_accounts())
+
+
+def test_the_sign_in_form_refuses_a_post_from_another_site(console: Console) -> None:
+    """Login CSRF: a foreign page posting the sign-in form cannot repeat the form cookie's token."""
+    tenant = console.new_tenant("shop-a")
+    page = console.page()
+    page.goto("/console/sign-in")
+    good = page.locator("input[name=csrf_token]").get_attribute("value")
+    cookies = page.context.cookies()
+    assert good and any(c["name"] == "lookalike_form" and c["sameSite"] == "Strict" for c in cookies)
+    for token in ("", "forged"):
+        form = {"name": tenant.name, "password": tenant.password, "next": "/console/dashboard"}
+        form["csrf_token"] = token
+        response = page.request.post("/console/sign-in", form=form, max_redirects=0)
+        assert response.status == 403 and "form expired" in response.text()
+    assert not any(c["name"] == "lookalike_session" for c in page.context.cookies())
+    # The page it answered with carries a fresh token: signing in from it works.
+    console.sign_in(page, tenant)

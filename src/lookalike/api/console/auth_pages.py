@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
 
 from lookalike.api.console.web import (
     COOKIE_NAME,
+    CSRF_FIELD,
     ConsoleRoute,
     FormDep,
     SessionDep,
@@ -42,6 +48,43 @@ def _with_cookie(request: Request, response: Response, new: NewSession) -> Respo
     return response
 
 
+# Before there is a session, the sign-in and sign-up forms are guarded by a double-submit token: a random
+# value in a SameSite=Strict cookie that the form must repeat. Another site can make a browser post the form
+# but can neither read nor set that cookie, so it cannot sign a visitor into an account of its choosing.
+FORM_COOKIE = "lookalike_form"
+FORM_EXPIRED = "The form expired or came from another site; it has been renewed, please try again."
+
+
+def _form_token(request: Request) -> str:
+    existing = request.cookies.get(FORM_COOKIE)
+    return existing if existing and len(existing) <= 64 else secrets.token_urlsafe(32)
+
+
+def _form_page(
+    request: Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> Response:
+    """A pre-session form page carrying the token of the form cookie (set here if missing)."""
+    token = _form_token(request)
+    page = render(request, template, {**context, "form_token": token}, status=status)
+    page.set_cookie(
+        FORM_COOKIE,
+        token,
+        max_age=24 * 3600,
+        path="/console",
+        secure=services(request).settings.console_secure_cookies,
+        httponly=True,
+        samesite="strict",
+    )
+    return page
+
+
+def _form_token_matches(request: Request, form: FormData) -> bool:
+    cookie, sent = request.cookies.get(FORM_COOKIE), form.get(CSRF_FIELD)
+    if not cookie or not isinstance(sent, str):
+        return False
+    return hmac.compare_digest(cookie.encode(), sent.encode())
+
+
 @router.get("", include_in_schema=False)
 def console_home(request: Request) -> Response:
     session = services(request).console_auth.session(request.cookies.get(COOKIE_NAME))
@@ -50,26 +93,28 @@ def console_home(request: Request) -> Response:
 
 @router.get("/sign-in", include_in_schema=False)
 def sign_in_form(request: Request, next: str = "/console/dashboard") -> Response:
-    return render(request, "sign_in.html", {"next": _safe_next(next), "name": ""})
+    return _form_page(request, "sign_in.html", {"next": _safe_next(next), "name": ""})
 
 
 @router.post("/sign-in", include_in_schema=False)
 async def sign_in(request: Request) -> Response:
-    # No session yet, so no CSRF token to check: SameSite=Lax cookies and the password itself guard this one.
     form = await request.form()
     name, password = field(form, "name"), form.get("password")
     target = _safe_next(field(form, "next", "/console/dashboard"))
+    if not _form_token_matches(request, form):
+        context = {"next": target, "name": name, "error": FORM_EXPIRED}
+        return _form_page(request, "sign_in.html", context, status=403)
     try:
         new = services(request).console_auth.sign_in(name, password if isinstance(password, str) else "")
     except LookalikeError as exc:
         context = {"next": target, "name": name, "error": exc.message}
-        return render(request, "sign_in.html", context, status=exc.http_status)
+        return _form_page(request, "sign_in.html", context, status=exc.http_status)
     return _with_cookie(request, RedirectResponse(target, status_code=303), new)
 
 
 @router.get("/sign-up", include_in_schema=False)
 def sign_up_form(request: Request) -> Response:
-    return render(request, "sign_up.html", {"name": ""})
+    return _form_page(request, "sign_up.html", {"name": ""})
 
 
 @router.post("/sign-up", include_in_schema=False)
@@ -78,12 +123,15 @@ async def sign_up(request: Request) -> Response:
     name = field(form, "name")
     password, confirm = form.get("password"), form.get("confirm")
     auth = services(request).console_auth
+    if not _form_token_matches(request, form):
+        return _form_page(request, "sign_up.html", {"name": name, "error": FORM_EXPIRED}, status=403)
     try:
         if password != confirm:
             raise LookalikeError("InvalidParameter", "The two passwords differ.")
         _account, key, new = auth.sign_up(name, password if isinstance(password, str) else "")
     except LookalikeError as exc:
-        return render(request, "sign_up.html", {"name": name, "error": exc.message}, status=exc.http_status)
+        context = {"name": name, "error": exc.message}
+        return _form_page(request, "sign_up.html", context, status=exc.http_status)
     request.state.console_session = new.session
     page = render(request, "key_created.html", {"key": key, "welcome": True}, status=201)
     return _with_cookie(request, page, new)
