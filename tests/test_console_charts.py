@@ -8,21 +8,25 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lookalike.api.console.charts import HEIGHT, TOP, WIDTH, MinutePoint, qps_chart, qps_summary
+from lookalike.api.console.charts import HEIGHT, TOP, WIDTH, qps_chart, qps_summary
+from lookalike.domain.usage import MinuteUsage, UsageWindow
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
-def minutes(peaks: list[int], throttled: dict[int, int] | None = None) -> list[MinutePoint]:
+def minutes(peaks: list[int], throttled: dict[int, int] | None = None) -> UsageWindow:
     throttled = throttled or {}
-    return [
-        MinutePoint(T0 + timedelta(minutes=i), peak, peak * 2, throttled.get(i, 0))
-        for i, peak in enumerate(peaks)
-    ]
+    return UsageWindow(
+        "ins-1",
+        [
+            MinuteUsage("ins-1", T0 + timedelta(minutes=i), peak * 2, throttled.get(i, 0), peak)
+            for i, peak in enumerate(peaks)
+        ],
+    )
 
 
-def parse(points: list[MinutePoint], limit: float) -> ET.Element:
+def parse(points: UsageWindow, limit: float) -> ET.Element:
     return ET.fromstring(str(qps_chart(points, limit)))
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from lookalike.domain.lifecycle import (
     EXPIRY_NOTICES,
     InstanceState,
+    days_left,
     due_notices,
     next_transition,
     release_at,
@@ -102,3 +103,11 @@ def test_notices_only_while_active_and_grow_over_time(now: datetime, paid_until:
     if due:
         assert state_at(now, paid_until) is InstanceState.ACTIVE
         assert set(due) >= set(due_notices(now - timedelta(hours=1), paid_until))
+
+
+@given(st.integers(-10 * 86400, 10 * 86400))
+def test_days_left_counts_a_started_day_as_one(seconds: int) -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    left = days_left(now, now + timedelta(seconds=seconds))
+    assert left == (0 if seconds <= 0 else (seconds + 86399) // 86400)
+    assert left >= 1 or seconds <= 0  # never "released in 0 days" before the moment

@@ -8,7 +8,8 @@ Renewal while expired restores `active` by moving paid_until; released is final.
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -26,6 +27,12 @@ class InstanceState(StrEnum):
 def release_at(paid_until: datetime) -> datetime:
     """When an unrenewed instance is released: paid_until + 7 calendar days."""
     return add_calendar_days(paid_until, RETENTION_DAYS)
+
+
+def days_left(now: datetime, moment: datetime) -> int:
+    """Whole days from `now` until `moment`, a started day counting as one ("released in 1 day" three
+    hours before, never "in 0 days"); 0 once it has passed."""
+    return max(0, math.ceil((moment - now) / timedelta(days=1)))
 
 
 def state_at(now: datetime, paid_until: datetime) -> InstanceState:

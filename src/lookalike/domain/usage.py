@@ -23,6 +23,30 @@ class MinuteUsage:
     peak_per_second: int  # allowed searches in the busiest second of the minute
 
 
+@dataclass(frozen=True)
+class UsageWindow:
+    """One instance's last `len(minutes)` minutes, oldest first, a zero row for a minute without searches."""
+
+    instance_id: str
+    minutes: list[MinuteUsage]
+
+    @property
+    def searches(self) -> int:
+        return sum(m.searches for m in self.minutes)
+
+    @property
+    def throttled(self) -> int:
+        return sum(m.throttled for m in self.minutes)
+
+    @property
+    def peak_per_second(self) -> int:
+        return max((m.peak_per_second for m in self.minutes), default=0)
+
+    @property
+    def throttled_minutes(self) -> int:
+        return sum(1 for m in self.minutes if m.throttled)
+
+
 def minute_start(timestamp: float) -> datetime:
     """The UTC minute that holds `timestamp` (epoch seconds), as its first second."""
     return datetime.fromtimestamp(int(timestamp // 60) * 60, UTC)

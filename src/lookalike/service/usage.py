@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from lookalike.clock import Clock
-from lookalike.domain.usage import MinuteUsage, UsageTally, minute_start
+from lookalike.domain.usage import MinuteUsage, UsageTally, UsageWindow, minute_start
 from lookalike.storage.usage_repo import UsageRepository
 
 log = logging.getLogger(__name__)
@@ -23,30 +22,6 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 5.0
 RETENTION = timedelta(days=7)  # the dashboard shows an hour; a week leaves room to look back at an incident
 PRUNE_EVERY = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class UsageWindow:
-    """One instance's last `len(minutes)` minutes, oldest first, a zero row for a minute without searches."""
-
-    instance_id: str
-    minutes: list[MinuteUsage]
-
-    @property
-    def searches(self) -> int:
-        return sum(m.searches for m in self.minutes)
-
-    @property
-    def throttled(self) -> int:
-        return sum(m.throttled for m in self.minutes)
-
-    @property
-    def peak_per_second(self) -> int:
-        return max((m.peak_per_second for m in self.minutes), default=0)
-
-    @property
-    def throttled_minutes(self) -> int:
-        return sum(1 for m in self.minutes if m.throttled)
 
 
 class SearchUsageMeter:

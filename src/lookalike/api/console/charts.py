@@ -7,11 +7,9 @@ technology (role="img") whose name is the same summary the page prints beside it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-
 from markupsafe import Markup, escape
+
+from lookalike.domain.usage import UsageWindow
 
 WIDTH = 300  # viewBox units; the SVG itself scales to its box
 HEIGHT = 80
@@ -22,32 +20,25 @@ LIMIT = "#1b1d21"
 GRID = "#c9ced6"
 
 
-@dataclass(frozen=True)
-class MinutePoint:
-    minute: datetime
-    peak_per_second: int
-    searches: int
-    throttled: int
-
-
-def qps_summary(points: Sequence[MinutePoint], limit: float) -> str:
+def qps_summary(window: UsageWindow, limit: float) -> str:
     """One sentence: 'Peak 3 of 5 QPS in the last 60 minutes; 12 searches, 2 throttled in 1 minute.'"""
-    peak = max((p.peak_per_second for p in points), default=0)
-    searches = sum(p.searches for p in points)
-    throttled = sum(p.throttled for p in points)
-    text = f"Peak {peak:,} of {limit:,g} QPS in the last {len(points)} minutes; {searches:,} searches"
-    if throttled:
-        minutes = sum(1 for p in points if p.throttled)
-        text += f", {throttled:,} throttled in {minutes} minute{'' if minutes == 1 else 's'}"
+    text = (
+        f"Peak {window.peak_per_second:,} of {limit:,g} QPS in the last {len(window.minutes)} minutes; "
+        f"{window.searches:,} searches"
+    )
+    if window.throttled:
+        minutes = window.throttled_minutes
+        text += f", {window.throttled:,} throttled in {minutes} minute{'' if minutes == 1 else 's'}"
     else:
         text += ", none throttled"
     return text + "."
 
 
-def qps_chart(points: Sequence[MinutePoint], limit: float, *, label: str | None = None) -> Markup:
+def qps_chart(window: UsageWindow, limit: float, *, label: str | None = None) -> Markup:
     """The chart as an <svg> element, oldest minute on the left."""
-    name = label or qps_summary(points, limit)
-    top = max([limit, *(p.peak_per_second for p in points)]) or 1
+    name = label or qps_summary(window, limit)
+    points = window.minutes
+    top = max(limit, window.peak_per_second) or 1
     plot = HEIGHT - TOP
 
     def y(value: float) -> float:

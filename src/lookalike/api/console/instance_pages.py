@@ -7,7 +7,6 @@ fit) is explained there and never reaches a Confirm button.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -36,6 +35,7 @@ from lookalike.api.console.web import (
 from lookalike.domain.billing import Quote
 from lookalike.domain.catalogue import Package
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.lifecycle import days_left
 from lookalike.domain.models import Account, Instance
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
@@ -44,11 +44,6 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 def _instance(request: Request, account: Account, name: str) -> Instance:
     # Another tenant's instance answers exactly like an unknown name (InvalidInstance, 404).
     return services(request).accounts.instance_for(account, name)
-
-
-def days_until(now: datetime, moment: datetime) -> int:
-    """Whole days left, counting a started day as one (a release in 3h is "1 day left")."""
-    return max(0, math.ceil((moment - now).total_seconds() / 86400))
 
 
 @router.get("/instances/{name}", include_in_schema=False)
@@ -75,7 +70,7 @@ def overview(request: Request, name: str, session: SessionDep) -> Response:
         # Orders are the owner's (paid from its balance); the operator looking at a tenant's instance
         # sees its state but orders nothing for it.
         "can_order": instance.account_id == session.account.id,
-        "days_left": days_until(now, release) if release else None,
+        "days_left": days_left(now, release) if release else None,
         "used_percent": min(100, round(100 * status["usage"] / capacity, 1)) if capacity else 0,
         "currency": svc.billing.currency,
         "prices": {p.id: (money(svc, p.monthly), money(svc, p.yearly)) for p in packages},
