@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -142,3 +142,16 @@ def test_operator_private_packages_and_trial_seats(
     assert (second.status_code, second.json()["code"]) == (409, "TrialUnavailable")
     assert client.post("/v1/admin/catalogue/reload", auth=admin).json()["packages"] == 15
     del other
+
+
+def test_demo_clock_moves_forward_within_bounds_and_sweeps(
+    client: TestClient, services: Services, clock: ManualClock, admin: tuple[str, str]
+) -> None:
+    start = clock.now()
+    for seconds in (-1, 10**30, 3661 * 86_400):
+        refused = client.post("/v1/admin/clock/advance", auth=admin, json={"seconds": seconds})
+        assert refused.status_code == 400 and refused.json()["code"] == "InvalidParameter"
+    assert clock.now() == start  # nothing moved
+    moved = client.post("/v1/admin/clock/advance", auth=admin, json={"seconds": 86_400})
+    assert moved.status_code == 200 and moved.json()["sweep"]["ran"] is True
+    assert clock.now() == start + timedelta(days=1)

@@ -11,11 +11,12 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
 from lookalike.clock import Clock
+from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.lifecycle import InstanceState, due_notices, state_at
 from lookalike.service.billing import BillingService
@@ -29,6 +30,8 @@ from lookalike.storage.tables import changes, images, thumbnails
 log = logging.getLogger(__name__)
 LEASE_NAME = "lifecycle-sweep"
 LEASE_SECONDS = 120
+# The most a demo clock moves in one step: ten years; more is a typo, and dates past 9999 do not exist.
+MAX_CLOCK_STEP = timedelta(days=3660)
 
 
 @dataclass
@@ -57,6 +60,23 @@ class LifecycleService:
         self._holder = f"sweeper-{secrets.token_hex(6)}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def clock_can_move(self) -> bool:
+        """A demo server's clock (`serve --demo-clock`) or a test's can be moved forward; a real one not."""
+        return hasattr(self._clock, "advance")
+
+    def advance_clock(self, step: timedelta) -> SweepReport:
+        """Move a demo clock forward, then sweep: what the background sweep would do over that time, now."""
+        advance = getattr(self._clock, "advance", None)
+        if advance is None:
+            raise LookalikeError(e.NO_PERMISSION, "This server's clock is real; start it with --demo-clock.")
+        if step < timedelta(0):
+            raise LookalikeError(e.INVALID_PARAMETER, "The clock only moves forward.")
+        if step > MAX_CLOCK_STEP:
+            raise LookalikeError(e.INVALID_PARAMETER, f"Move at most {MAX_CLOCK_STEP.days} days at a time.")
+        advance(step)
+        return self.sweep()
 
     def sweep(self) -> SweepReport:
         if not self._locks.acquire(LEASE_NAME, self._holder, LEASE_SECONDS):

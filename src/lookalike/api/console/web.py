@@ -101,7 +101,7 @@ def render(
         "csrf_token": session.csrf_token if session else "",
         "flash": flash,
         "signup_allowed": svc.console_auth.signup_allowed,
-        "demo_clock": hasattr(svc.clock, "advance"),
+        "demo_clock": svc.lifecycle.clock_can_move,
         "now": svc.clock.now(),
         "category_names": dict(svc.images.categories()),  # id -> name, for the picture tiles
     }
