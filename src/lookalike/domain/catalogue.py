@@ -104,6 +104,11 @@ class Package:
         return data
 
 
+# Bounds far above any real package that keep the values inside their SQL columns (qps is a 32-bit INTEGER).
+MAX_CAPACITY = 10**12
+MAX_QPS = 1_000_000
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -111,10 +116,10 @@ def _is_int(value: object) -> bool:
 def _package_problem(p: Package) -> str | None:
     if not isinstance(p.id, str) or not _ID_RE.fullmatch(p.id):
         return "id must be 1-64 characters of letters, digits, '.', '_' or '-', starting alphanumeric"
-    if not _is_int(p.capacity) or p.capacity <= 0:
-        return "capacity must be a positive integer"
-    if not _is_int(p.qps) or p.qps <= 0:
-        return "qps must be a positive integer"
+    if not _is_int(p.capacity) or not 0 < p.capacity <= MAX_CAPACITY:
+        return f"capacity must be a positive integer up to {MAX_CAPACITY}"
+    if not _is_int(p.qps) or not 0 < p.qps <= MAX_QPS:
+        return f"qps must be a positive integer up to {MAX_QPS}"
     for label, price in (("monthly", p.monthly), ("yearly", p.yearly)):
         if not _is_int(price) or price < 0:
             return f"{label} price must be a non-negative integer of minor units"

@@ -13,7 +13,8 @@ from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.money import parse_decimal_amount
 
-# Far below the database's 64-bit integers: a typo of extra digits gets a message instead of a failed insert.
+# Counts (seats, days, capacity, QPS) far above any real one: a typo of extra digits gets a message here;
+# the service's own bounds apply below this.
 MAX_NUMBER = 10**15
 
 
@@ -31,9 +32,7 @@ def amount_field(form: FormData, name: str, label: str, exponent: int) -> int:
             e.INVALID_AMOUNT,
             f"{label}: {text!r} is not an amount; write digits with {places}, e.g. {example}.",
         ) from None
-    if abs(minor) >= MAX_NUMBER:
-        raise LookalikeError(e.INVALID_AMOUNT, f"{label}: {text} is too large.")
-    return minor
+    return minor  # how large an amount may be is the service's rule (domain.money.MAX_AMOUNT)
 
 
 def whole_number(form: FormData, name: str, label: str, *, required: bool = True) -> int | None:
