@@ -218,3 +218,24 @@ def test_another_tenants_instance_answers_like_an_unknown_one(console: Console) 
         assert got.status == 200 and got.headers["content-type"] == "image/jpeg"
         assert got.headers["cache-control"].startswith("private")
         assert got.body()[:3] == b"\xff\xd8\xff"
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(console: Console) -> None:
+    tenant = console.new_tenant("shop-a")
+    grant_instance(console.services, tenant.account.id, "shop", capacity=10, qps=5)
+    page = console.page()
+    console.sign_in(page, tenant)
+    page.goto("/console/instances/shop/pictures")
+    token = page.locator("input[name=csrf_token]").first.input_value()
+    huge = b"\xff\xd8" + b"\0" * (console.services.settings.image_limits.max_bytes * 2 + 2 * 1024 * 1024)
+    response = page.request.post(
+        "/console/instances/shop/pictures",
+        multipart={
+            "csrf_token": token,
+            "product_id": "p",
+            "pic_name": "big.jpg",
+            "picture": {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": huge},
+        },
+    )
+    assert response.status == 413 and "Upload too large" in response.text()
+    assert console.services.images.list_pictures(tenant.account, "shop").total == 0

@@ -17,7 +17,7 @@ from lookalike.api.console import (
     pictures_pages,
     search_pages,
 )
-from lookalike.api.console.web import HERE, ConsoleRoute, render
+from lookalike.api.console.web import HERE, ConsoleRoute, render, services
 
 # Each page module owns one area of the console and exports `router`.
 PAGE_MODULES = [
@@ -48,3 +48,15 @@ _not_found = APIRouter(prefix="/console", route_class=ConsoleRoute)
 def no_such_page(request: Request, rest: str) -> Response:
     context = {"title": "No such page", "message": f"There is no console page at /console/{rest}."}
     return render(request, "error.html", context, status=404)
+
+
+def console_too_large(request: Request, max_body: int) -> Response:
+    """The page for an upload over the size limit (refused before it is read)."""
+    megabytes = max_body / (1024 * 1024)
+    context = {
+        "title": "Upload too large",
+        "message": f"The upload is larger than {megabytes:.0f} MB; pictures are at most "
+        f"{services(request).settings.image_limits.max_bytes / (1024 * 1024):.0f} MB.",
+        "code": "InvalidPicContent",
+    }
+    return render(request, "error.html", context, status=413)

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from lookalike import __version__
 from lookalike.api.alibaba.app import install_alibaba_routes
-from lookalike.api.console.app import install_console
+from lookalike.api.console.app import console_too_large, install_console
 from lookalike.api.rest.billing_routes import router as billing_router
 from lookalike.api.rest.errors import error_response, install_error_handlers, request_id
 from lookalike.api.rest.routes import router
@@ -45,11 +45,14 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
         rid = request_id(request)
         length = request.headers.get("content-length")
         # The Alibaba routes refuse oversized bodies themselves, in their own error shape.
-        native = request.url.path.startswith("/v1/")
-        if native and length is not None and length.isdigit() and int(length) > max_body:
+        too_large = length is not None and length.isdigit() and int(length) > max_body
+        if too_large and request.url.path.startswith("/v1/"):
             return error_response(
                 request, 413, e.INVALID_PIC_CONTENT, f"The request body exceeds {max_body} bytes."
             )
+        if too_large and request.url.path.startswith("/console/"):
+            # Before the form parser spools the upload: the console's pictures obey the same limit.
+            return console_too_large(request, max_body)
         response = await call_next(request)
         response.headers["X-Request-Id"] = rid
         return response
