@@ -147,9 +147,6 @@ class ConsoleAuthService:
     def sign_out(self, session: ConsoleSession) -> None:
         self._repo.delete_session(session.token_hash)
 
-    def end_sessions_of(self, account_id: str) -> None:
-        self._repo.delete_sessions_of(account_id)
-
     # --- one-shot notices (post/redirect/get) ---
     def flash(self, session: ConsoleSession, message: str) -> None:
         self._repo.set_flash(session.token_hash, message)

@@ -22,7 +22,6 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.models import Account
 from lookalike.domain.money import format_amount
 from lookalike.domain.validation import MAX_INSTANCE_NAME
 from lookalike.service.console_auth import ConsoleSession
@@ -174,10 +173,6 @@ class ConsoleRoute(APIRoute):
                 )
 
         return handle
-
-
-def account_label(account: Account) -> str:
-    return f"{account.name} (operator)" if account.is_admin else account.name
 
 
 def _when(value: datetime | str | None) -> str:
