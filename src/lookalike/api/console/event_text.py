@@ -6,13 +6,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from lookalike.api.console.web import when
 from lookalike.domain.lifecycle import release_at
 
 Money = Callable[[int], str]
-
-
-def _day(value: str | None) -> str:
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC") if value else "?"
 
 
 def describe(event: Mapping[str, Any], names: Mapping[str, str], money: Money) -> str:
@@ -35,16 +32,16 @@ def describe(event: Mapping[str, Any], names: Mapping[str, str], money: Money) -
         how = "Auto-renewed" if data.get("automatic") else "Renewed"
         return (
             f"{how} {instance} with {data.get('package_id')}: "
-            f"{_day(data.get('cycle_start'))} to {_day(data.get('cycle_end'))}{order}."
+            f"{when(data.get('cycle_start'))} to {when(data.get('cycle_end'))}{order}."
         )
     if kind.startswith("expiring_in_") and kind.endswith("d"):
         days = kind.removeprefix("expiring_in_").removesuffix("d")
         unit = "day" if days == "1" else "days"
-        return f"{instance} expires in {days} {unit}, at {_day(data.get('paid_until'))}. Renew to keep it."
+        return f"{instance} expires in {days} {unit}, at {when(data.get('paid_until'))}. Renew to keep it."
     if kind == "expired":
         paid_until = data.get("paid_until")
-        release = release_at(datetime.fromisoformat(paid_until)).isoformat() if paid_until else None
-        return f"{instance} expired; it is kept until {_day(release)}, then released unless renewed."
+        release = release_at(datetime.fromisoformat(paid_until)) if paid_until else None
+        return f"{instance} expired; it is kept until {when(release)}, then released unless renewed."
     if kind == "released":
         return f"{instance} was released: its pictures are deleted and its name is free."
     if kind == "auto_renew_failed":

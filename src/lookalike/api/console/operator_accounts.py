@@ -7,7 +7,6 @@ same form twice credits once.
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from typing import Any
 
@@ -20,6 +19,7 @@ from lookalike.api.console.web import (
     OperatorDep,
     field,
     money,
+    new_idempotency_key,
     redirect,
     render,
     services,
@@ -30,10 +30,6 @@ from lookalike.domain.models import Account
 from lookalike.service.passwords import password_problem
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
-
-
-def new_idempotency_key() -> str:
-    return secrets.token_urlsafe(18)
 
 
 def _accounts_page(

@@ -9,14 +9,13 @@ total above it, and the confirm handlers then send the customer back here to a f
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request, Response
 from starlette.datastructures import FormData
 
-from lookalike.api.console.web import field, money, redirect, render, services
+from lookalike.api.console.web import field, money, new_idempotency_key, redirect, render, services
 from lookalike.domain.billing import Quote
 from lookalike.domain.errors import INVALID_AMOUNT, INVALID_PERIOD, PRICE_CHANGED, LookalikeError
 from lookalike.domain.models import Account
@@ -24,10 +23,6 @@ from lookalike.service.billing import quote_json
 
 IDEMPOTENCY_FIELD = "idempotency_key"
 MAX_TOTAL_FIELD = "max_total"
-
-
-def new_idempotency_key() -> str:
-    return f"console-{secrets.token_urlsafe(18)}"
 
 
 def period_count(text: str) -> int:

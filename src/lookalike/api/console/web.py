@@ -9,6 +9,7 @@ Secure.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -175,7 +176,12 @@ class ConsoleRoute(APIRoute):
         return handle
 
 
-def _when(value: datetime | str | None) -> str:
+def new_idempotency_key() -> str:
+    """The key a money form carries, made when the form is drawn: resubmitting it replays the one order."""
+    return f"console-{secrets.token_urlsafe(18)}"
+
+
+def when(value: datetime | str | None) -> str:
     """Dates as the console shows them: UTC, to the minute."""
     if value is None:
         return "—"
@@ -194,7 +200,7 @@ def _count(value: int) -> str:
     return f"{value:,}"
 
 
-templates.env.filters["when"] = _when
+templates.env.filters["when"] = when
 templates.env.filters["day"] = _day
 templates.env.filters["count"] = _count
 templates.env.globals["MAX_INSTANCE_NAME"] = MAX_INSTANCE_NAME
