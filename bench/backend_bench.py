@@ -56,9 +56,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from sqlalchemy import create_engine  # noqa: E402
 
 from lookalike.domain.filters import Compare  # noqa: E402
-from lookalike.storage.milvus_index import ID_LIST_SEARCH_MAX, MilvusBackend, MilvusIndex  # noqa: E402
+from lookalike.vectors.milvus import ID_LIST_SEARCH_MAX, MilvusBackend, MilvusIndex  # noqa: E402
 from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, metadata  # noqa: E402
-from lookalike.storage.vector_index import FaissIndex  # noqa: E402
+from lookalike.vectors.port import FaissIndex  # noqa: E402
 
 K = 10
 FILTER_VALUE = 7  # int_attr is uniform over 0..99: int_attr == 7 keeps 1%

@@ -62,7 +62,7 @@ import onnxruntime as ort
 from PIL import Image, ImageEnhance, ImageOps
 from sqlalchemy import func, insert, select
 
-from lookalike.service.index_manager import IndexManager
+from lookalike.vectors.manager import IndexManager
 from lookalike.storage.db import make_engine, sqlite_url
 from lookalike.storage.images_repo import ImageRepository, blob_to_vector, vector_to_blob
 from lookalike.storage.tables import changes, images

@@ -1,4 +1,4 @@
-"""Benchmark of lookalike.storage.vector_index.FaissIndex on synthetic clustered vectors.
+"""Benchmark of lookalike.vectors.port.FaissIndex on synthetic clustered vectors.
 
 Data: a clustered mixture, NOT uniform random (uniform high-dimensional vectors defeat every
 ANN index and say nothing about real use): ``--centres`` random unit centres in ``--dim``
@@ -27,7 +27,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from lookalike.storage.vector_index import FaissIndex
+from lookalike.vectors.port import FaissIndex
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -28,10 +28,10 @@ from lookalike.domain.models import Attributes, AttributeUpdate
 from lookalike.service import images as images_module
 from lookalike.service.container import Services, build_services
 from lookalike.service.images import SearchOptions
-from lookalike.storage.filter_milvus import compile_filter, quote_string
 from lookalike.storage.images_repo import ImageRepository
-from lookalike.storage.milvus_index import MilvusBackend, MilvusIndex, SharedSeqStore, partition_name
 from lookalike.storage.tables import metadata
+from lookalike.vectors.milvus import MilvusBackend, MilvusIndex, SharedSeqStore, partition_name
+from lookalike.vectors.milvus_filter import compile_filter, quote_string
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

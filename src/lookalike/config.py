@@ -108,6 +108,9 @@ class Settings:
     # (1-11 KB each at the default size, 5 KB on average; deploy/README.md counts them in the sizing guide).
     thumbnails: bool = True
     thumbnail_size: int = 160  # longest side of a thumbnail, in pixels
+    # Instances whose package holds more pictures keep no thumbnails: at ~5 KB each they would be most of
+    # the SQL store (deploy/README.md sizes both). Unset: every instance keeps them.
+    thumbnails_max_capacity: int | None = 1_000_000
     console_signup: bool = False  # tenants may create their own account and password at /console/sign-up
     # Send the console's session cookie only over HTTPS (the Secure flag). Browsers treat http://localhost and
     # http://127.0.0.1 as secure, so a local start works with it on; keep it on behind TLS.

@@ -15,7 +15,6 @@ from lookalike.service.accounts import AccountService, IssuedKey
 from lookalike.service.billing import BillingService, CatalogueSource
 from lookalike.service.console_auth import ConsoleAuthService
 from lookalike.service.images import ImageService
-from lookalike.service.index_manager import IndexManager, VectorBackend
 from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
 from lookalike.service.tasks import TaskService, load_link_key
@@ -32,6 +31,10 @@ from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitS
 from lookalike.storage.secrets import SecretBox
 from lookalike.storage.tasks_repo import TaskRepository
 from lookalike.storage.usage_repo import UsageRepository
+from lookalike.vectors.manager import IndexManager
+from lookalike.vectors.planner import IndexPolicy
+from lookalike.vectors.port import VectorBackend
+from lookalike.vectors.reduction import packaged as packaged_reduction
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
 from lookalike.vision.text_encoder import TextQueryModel
 
@@ -182,12 +185,15 @@ def build_services(
 
     billing = build_billing_service(settings, engine, clock)
     image_repo = ImageRepository(engine)
+    reduction = packaged_reduction()
+    if reduction.source_model != embedder.MODEL_ID or reduction.dim_in != embedder.DIM:
+        raise RuntimeError(f"the packaged reduction {reduction.id} is not for {embedder.MODEL_ID}")
     indexes = IndexManager(
         settings.index_dir,
         image_repo,
-        embedder.DIM,
-        exact_below=settings.index_exact_below,
+        reduction,
         backend=_vector_backend(settings, engine),
+        policy=IndexPolicy(exact_below=settings.index_exact_below),
     )
     # Catch every index up with the change log now, so the first search after a crash is complete.
     for instance_id in InstanceRepository(engine).list_all_ids():
@@ -210,11 +216,11 @@ def build_services(
         images=image_repo,
         indexes=indexes,
         embedder=batcher,
-        model_id=embedder.MODEL_ID,
         limiter=RateLimiter(rate_store, clock, usage),
         clock=clock,
         image_limits=settings.image_limits,
         thumbnail_size=settings.thumbnail_size if settings.thumbnails else None,
+        thumbnails_max_capacity=settings.thumbnails_max_capacity,
     )
     tasks = TaskService(
         settings=settings,
@@ -282,7 +288,7 @@ def _vector_backend(settings: Settings, engine: Engine) -> VectorBackend | None:
     if not settings.milvus_uri:
         raise ValueError("vector_backend milvus needs milvus_uri (LOOKALIKE_MILVUS_URI)")
     # Imported only here: pymilvus is the optional [scale] dependency.
-    from lookalike.storage.milvus_index import MilvusBackend
+    from lookalike.vectors.milvus import MilvusBackend
 
     return MilvusBackend(
         settings.milvus_uri,

@@ -39,11 +39,10 @@ from lookalike.domain.validation import (
 )
 from lookalike.service.accounts import AccountService
 from lookalike.service.billing import BillingService
-from lookalike.service.index_manager import IndexManager
 from lookalike.service.limits import Operation, RateLimiter
 from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.images_repo import ImageRepository, NewImage
-from lookalike.storage.milvus_index import ID_LIST_SEARCH_MAX, MAX_TOP_K, as_filtering
+from lookalike.vectors.manager import IndexManager
 from lookalike.vision.categories import all_categories, predict_category
 from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
@@ -118,11 +117,11 @@ class ImageService:
         images: ImageRepository,
         indexes: IndexManager,
         embedder: MicroBatcher,
-        model_id: str,
         limiter: RateLimiter,
         clock: Clock,
         image_limits: ImageLimits,
         thumbnail_size: int | None = None,
+        thumbnails_max_capacity: int | None = None,
     ) -> None:
         self._accounts = accounts
         self._billing = billing
@@ -130,11 +129,12 @@ class ImageService:
         self._images = images
         self._indexes = indexes
         self._embedder = embedder
-        self._model_id = model_id
         self._limiter = limiter
         self._clock = clock
         self._limits = image_limits
         self._thumbnail_size = thumbnail_size  # None: thumbnails are off
+        # Instances whose package holds more pictures keep none (their bytes would dominate SQL).
+        self._thumbnails_max_capacity = thumbnails_max_capacity
 
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
@@ -166,7 +166,8 @@ class ImageService:
     ) -> _Analysis:
         decoded = decode_image(data, self._limits)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
-        vector, probs = self._embedder.embed_one(picture)
+        features, probs = self._embedder.embed_one(picture)
+        vector = self._indexes.reduce(features)
         if instance.service_type is not ServiceType.PRODUCT:
             category = OTHER_CATEGORY  # generic instances do not classify, as on Alibaba
         elif category_id is not None:
@@ -210,10 +211,12 @@ class ImageService:
             custom_content=custom_content,
             region=analysis.pic_info.region.to_str(),
             embedding=analysis.vector,
-            model_id=self._model_id,
+            model_id=self._indexes.model_id,
         )
         thumbnail = None
-        if self._thumbnail_size is not None:
+        if self._thumbnail_size is not None and (
+            self._thumbnails_max_capacity is None or instance.capacity <= self._thumbnails_max_capacity
+        ):
             thumbnail = make_thumbnail(analysis.image, self._thumbnail_size)
         with self._indexes.writing(instance.id) as index:
             capacity = self._billing.capacity_for_adds(instance)
@@ -326,8 +329,13 @@ class ImageService:
 
     @property
     def model_id(self) -> str:
-        """The embedding model of the stored vectors; a query vector for ``search_by_vector`` must match."""
-        return self._model_id
+        """The id of the stored vectors (the embedding model and its reduction)."""
+        return self._indexes.model_id
+
+    @property
+    def feature_model_id(self) -> str:
+        """The model whose features ``search_by_vector`` takes (they are reduced like a picture's)."""
+        return self._indexes.reduction.source_model
 
     def search_by_vector(
         self,
@@ -336,14 +344,15 @@ class ImageService:
         vector: np.ndarray,
         options: SearchOptions = SearchOptions(),
     ) -> SearchResult:
-        """Search with a query vector made elsewhere (text search) in the space of ``model_id``.
+        """Search with a query vector made elsewhere (text search) in the feature space of
+        ``feature_model_id``; it is reduced into the stored space as a picture's features are.
 
         Same gate, paging, filter, threshold and de-duplication as the picture searches; no PicInfo.
         """
         started = time.perf_counter()
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        query = self._indexes.reduce(np.ascontiguousarray(vector, dtype=np.float32).reshape(-1))
         hits, matched = self._vector_search(instance, query, options, node, threshold)
         return SearchResult(hits, matched, _elapsed_ms(started))
 
@@ -442,45 +451,24 @@ class ImageService:
         node: Node | None,
         threshold: float,
     ) -> tuple[list[SearchHit], int]:
-        index = self._indexes.get(instance.id)
-        filtering = as_filtering(index)
-        category_id = options.category_id
-        allowed: np.ndarray | None = None
-        filter_inside = False
-        if node is not None or category_id is not None:
-            matched = -1
-            if filtering is not None:
-                # Milvus: a match set beyond a few hundred runs as the compiled filter inside Milvus (faster
-                # than shipping the ids, see ID_LIST_SEARCH_MAX); a small one goes as an exact `id in [...]`.
-                matched = self._images.count(instance.id, node, category_id)
-                filter_inside = matched > ID_LIST_SEARCH_MAX
-            if not filter_inside:
-                allowed = self._images.matching_ids(instance.id, node, category_id)
-                matched = len(allowed)
-        else:
-            # A shared index can lag SQL and counts slowly; SQL's count is the truth.
-            matched = len(index) if filtering is None else self._images.count(instance.id)
+        scope = self._indexes.scope(instance.id, node, options.category_id)
         need = options.start + options.num
-        if matched == 0:
+        if scope.matched == 0:
             return [], 0
         # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list. A shared index
-        # may still hold rows SQL deleted (Milvus shows deletes late), so its k is not capped by SQL's count.
-        cap = matched if filtering is None else max(matched, MAX_TOP_K)
-        k = min(cap, need * (4 if options.distinct_product_id else 1) + 8)
+        # may still hold rows SQL deleted (Milvus shows deletes late), so its cap is not SQL's count.
+        k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + 8)
         while True:
-            if filtering is not None and filter_inside:
-                ids, scores = filtering.search_filtered(vector, k, node, category_id)
-            else:
-                ids, scores = index.search(vector, k, allowed)
+            ids, scores = scope.top(vector, k)
             hits = self._hydrate(
-                instance.id, ids, scores, threshold, options.distinct_product_id, node, category_id
+                instance.id, ids, scores, threshold, options.distinct_product_id, node, options.category_id
             )
-            exhausted = len(ids) < k or k >= cap
+            exhausted = len(ids) < k or k >= scope.cap
             below_threshold = len(scores) > 0 and _score(float(scores[-1])) < threshold
             if len(hits) >= need or exhausted or below_threshold:
                 break
-            k = min(cap, k * 4)
-        return hits[options.start : need], matched
+            k = min(scope.cap, k * 4)
+        return hits[options.start : need], scope.matched
 
     def _hydrate(
         self,

@@ -20,12 +20,12 @@ from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.lifecycle import InstanceState, due_notices, state_at
 from lookalike.service.billing import BillingService
-from lookalike.service.index_manager import IndexManager
 from lookalike.storage import billing_repo as repo
 from lookalike.storage.db import write_transaction
 from lookalike.storage.locks import LockStore, SqlLockStore
 from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import changes, images, thumbnails
+from lookalike.vectors.manager import IndexManager
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "lifecycle-sweep"

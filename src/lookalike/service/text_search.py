@@ -59,11 +59,11 @@ class TextSearchService:
         if self._checked:
             return
         with self._lock:
-            if self._images.model_id != self._model.IMAGE_MODEL_ID:
+            if self._images.feature_model_id != self._model.IMAGE_MODEL_ID:
                 raise LookalikeError(
                     e.INTERNAL_ERROR,
                     f"Text search projects onto {self._model.IMAGE_MODEL_ID} embeddings, "
-                    f"but this service stores {self._images.model_id}.",
+                    f"but this service embeds with {self._images.feature_model_id}.",
                 )
             self._checked = True
 

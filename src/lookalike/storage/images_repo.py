@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from lookalike.storage.tables import (
     instances,
     thumbnails,
 )
+from lookalike.vectors import codec
 
 FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     name: images.c[name] for name in (*INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
@@ -60,11 +61,15 @@ def _record(row: Any) -> ImageRecord:
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+    """A reduced vector as stored in SQL (float16, see lookalike.vectors.codec)."""
+    return codec.encode(vector)
 
 
 def blob_to_vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    return codec.decode(bytes(blob), len(blob) // codec.STORED_DTYPE.itemsize)
+
+# Rows per streamed read of vectors: bounds a catch-up's memory (~1 MB of float16 at 256-d) at any size.
+STREAM_CHUNK = 2_000
 
 
 @dataclass(frozen=True)
@@ -364,43 +369,97 @@ class ImageRepository:
             ).scalar_one_or_none()
         return int(value or 0)
 
-    def changes_since(
-        self, instance_id: str, after_seq: int, dim: int, *, with_attributes: bool = False
+    def _rows_by_id(
+        self, conn: Connection, instance_id: str, ids: list[int], with_attributes: bool
+    ) -> dict[int, Any]:
+        """The current rows of these ids that belong to the instance, looked up by primary key only (with
+        instance_id in the WHERE clause SQLite walks the instance's category index instead)."""
+        columns = [images.c.id, images.c.instance_id, images.c.embedding]
+        if with_attributes:
+            columns += [images.c[name] for name in SCALAR_FIELDS]
+        found: dict[int, Any] = {}
+        for start in range(0, len(ids), 900):
+            for row in conn.execute(select(*columns).where(images.c.id.in_(ids[start : start + 900]))):
+                if row.instance_id == instance_id:
+                    found[int(row.id)] = row
+        return found
+
+    @staticmethod
+    def _batch(
+        touched: list[int], rows: dict[int, Any], last_seq: int, dim: int, with_attributes: bool
     ) -> ChangeBatch:
-        """Net effect of every change past `after_seq`: the current vector of each touched live picture,
-        and the ids of touched pictures that are gone (and, if asked, each live one's filter fields)."""
-        with self._engine.connect() as conn:
-            touched = conn.execute(
-                select(changes.c.image_id, func.max(changes.c.seq))
-                .where(changes.c.instance_id == instance_id, changes.c.seq > after_seq)
-                .group_by(changes.c.image_id)
-            ).all()
-            if not touched:
-                return ChangeBatch(
-                    np.empty(0, np.int64), np.empty((0, dim), np.float32), np.empty(0, np.int64), after_seq
-                )
-            last_seq = max(int(r[1]) for r in touched)
-            touched_ids = [int(r[0]) for r in touched]
-            live: dict[int, bytes] = {}
-            scalars: dict[int, dict[str, int | str]] = {}
-            scalar_columns = [images.c[name] for name in SCALAR_FIELDS] if with_attributes else []
-            for start in range(0, len(touched_ids), 900):
-                chunk = touched_ids[start : start + 900]
-                for row in conn.execute(
-                    select(images.c.id, images.c.embedding, *scalar_columns).where(
-                        images.c.instance_id == instance_id, images.c.id.in_(chunk)
-                    )
-                ):
-                    live[int(row.id)] = row.embedding
-                    if with_attributes:
-                        scalars[int(row.id)] = {name: row._mapping[name] for name in SCALAR_FIELDS}
-        upsert_ids = np.fromiter(live.keys(), dtype=np.int64, count=len(live))
-        vectors = (
-            np.stack([blob_to_vector(b) for b in live.values()]) if live else np.empty((0, dim), np.float32)
+        live = [i for i in touched if i in rows]
+        vectors = np.empty((len(live), dim), np.float32)
+        for n, image_id in enumerate(live):
+            vectors[n] = blob_to_vector(rows[image_id].embedding)
+        scalars = (
+            [{name: rows[i]._mapping[name] for name in SCALAR_FIELDS} for i in live]
+            if with_attributes
+            else None
         )
-        gone = np.fromiter((i for i in touched_ids if i not in live), dtype=np.int64)
-        ordered_scalars = [scalars[i] for i in live] if with_attributes else None
-        return ChangeBatch(upsert_ids, vectors, gone, last_seq, ordered_scalars)
+        return ChangeBatch(
+            np.array(live, np.int64),
+            vectors,
+            np.array([i for i in touched if i not in rows], np.int64),
+            last_seq,
+            scalars,
+        )
+
+    def iter_changes(
+        self,
+        instance_id: str,
+        after_seq: int,
+        dim: int,
+        *,
+        with_attributes: bool = False,
+        chunk: int = STREAM_CHUNK,
+    ) -> Iterator[ChangeBatch]:
+        """The change log past ``after_seq`` in seq order, in bounded chunks. Each chunk carries the
+        *current* state of the pictures it touches (vector, or gone), so applying the chunks in order
+        converges to SQL whatever happened in between; memory stays one chunk at any log length."""
+        position = after_seq
+        while True:
+            with self._engine.connect() as conn:
+                log_rows = conn.execute(
+                    select(changes.c.seq, changes.c.image_id)
+                    .where(changes.c.instance_id == instance_id, changes.c.seq > position)
+                    .order_by(changes.c.seq)
+                    .limit(chunk)
+                ).all()
+                if not log_rows:
+                    return
+                touched = list(dict.fromkeys(int(r.image_id) for r in log_rows))
+                rows = self._rows_by_id(conn, instance_id, touched, with_attributes)
+            position = int(log_rows[-1].seq)
+            yield self._batch(sorted(touched), rows, position, dim, with_attributes)
+            if len(log_rows) < chunk:
+                return
+
+    def iter_live(
+        self, instance_id: str, dim: int, *, with_attributes: bool = False, chunk: int = STREAM_CHUNK
+    ) -> Iterator[ChangeBatch]:
+        """Every live picture of the instance in ascending id order, in bounded chunks (a full rebuild
+        reads these instead of the whole change log). ``last_seq`` of each chunk is 0: the caller takes
+        the watermark from ``last_seq()`` read before the scan."""
+        columns = [images.c.id, images.c.instance_id, images.c.embedding]
+        if with_attributes:
+            columns += [images.c[name] for name in SCALAR_FIELDS]
+        after = -1
+        while True:
+            with self._engine.connect() as conn:
+                found = conn.execute(
+                    select(*columns)
+                    .where(images.c.instance_id == instance_id, images.c.id > after)
+                    .order_by(images.c.id)
+                    .limit(chunk)
+                ).all()
+            if not found:
+                return
+            rows = {int(r.id): r for r in found}
+            after = int(found[-1].id)
+            yield self._batch(list(rows), rows, 0, dim, with_attributes)
+            if len(found) < chunk:
+                return
 
     def iter_all_keys(self, instance_id: str) -> Iterable[tuple[str, str]]:
         with self._engine.connect() as conn:

@@ -91,13 +91,15 @@ images = Table(
     Column("str_attr4", String(128), nullable=False, default=""),
     Column("custom_content", Text, nullable=False, default=""),
     Column("region", String(64), nullable=False),
-    Column("embedding", LargeBinary, nullable=False),  # float32 little-endian, L2-normalized
+    # The reduced vector (lookalike.vectors): 256 float16 values, little-endian, L2-normalized.
+    Column("embedding", LargeBinary, nullable=False),
     Column("model_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),  # change sequence of the last write
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("instance_id", "product_id", "pic_name", name="uq_images_key"),
     Index("ix_images_instance_category", "instance_id", "category_id"),
+    Index("ix_images_instance_id", "instance_id", "id"),  # an index rebuild streams an instance in id order
     sqlite_autoincrement=True,  # a deleted picture's id is never reused, so a stale index hit cannot alias
 )
 

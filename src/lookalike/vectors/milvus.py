@@ -26,6 +26,7 @@ wrong one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -38,9 +39,9 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.domain.filters import Node
-from lookalike.storage.filter_milvus import compile_filter
 from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, vector_backend_state
-from lookalike.storage.vector_index import VectorIndex
+from lookalike.vectors.milvus_filter import compile_filter
+from lookalike.vectors.port import VectorIndex
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -398,6 +399,10 @@ class MilvusIndex:
         if node is not None:
             clauses.append(f"({compile_filter(node)})")
         return self._search(q, k, " and ".join(clauses))
+
+    def bulk(self) -> contextlib.AbstractContextManager[None]:
+        """Milvus builds its index segments itself: nothing to defer."""
+        return contextlib.nullcontext()
 
     def save(self) -> None:
         """Nothing to do: Milvus persists what it acknowledged."""
