@@ -56,9 +56,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from sqlalchemy import create_engine  # noqa: E402
 
 from lookalike.domain.filters import Compare  # noqa: E402
-from lookalike.vectors.milvus import ID_LIST_SEARCH_MAX, MilvusBackend, MilvusIndex  # noqa: E402
 from lookalike.storage.tables import INT_ATTR_COLUMNS, STR_ATTR_COLUMNS, metadata  # noqa: E402
-from lookalike.vectors.port import FaissIndex  # noqa: E402
+from lookalike.vectors.local_index import LocalIndex  # noqa: E402
+from lookalike.vectors.milvus import ID_LIST_SEARCH_MAX, MilvusBackend, MilvusIndex  # noqa: E402
 
 K = 10
 FILTER_VALUE = 7  # int_attr is uniform over 0..99: int_attr == 7 keeps 1%
@@ -210,11 +210,12 @@ def bench_faiss(ds: Dataset) -> Row:
     gc.collect()
     base_rss = rss_bytes()
     with tempfile.TemporaryDirectory(prefix="faiss-bench-") as tmp:
-        index = FaissIndex.open(Path(tmp) / "idx", ds.dim)
+        index = LocalIndex.open(Path(tmp) / "idx", ds.dim)
         t0 = time.perf_counter()
         batch = 10_000
         for start in range(0, ds.n, batch):
             index.upsert(ds.ids[start : start + batch], ds.vectors[start : start + batch], seq=start + 1)
+        index.wait_for_maintenance()
         build = time.perf_counter() - t0
         ram = rss_bytes() - base_rss
         index.save()

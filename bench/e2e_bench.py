@@ -8,14 +8,14 @@ What is measured (everything goes to 127.0.0.1 only):
   p50/p95/p99. Baseline in the same run: the model alone (``EfficientNetEmbedder.embed`` on the
   same decoded pictures, batch 1 and 16) in this process while the server is idle, so the ratio
   shows what HTTP + decode + subject crop + SQL + index add on top of the network.
-* **Scale**: the instance is filled to each ``--sizes`` with SYNTHETIC embeddings drawn around the
-  real embeddings of the ingested pictures (a mixture: real vector + isotropic Gaussian noise,
-  L2-normalized, noise sized so a synthetic point's cosine to its parent equals the median
-  nearest-neighbour cosine among the real pictures). They are written straight into SQL with the
-  columns, blob format (``vector_to_blob``) and MODEL_ID the service writes, plus their change-log
-  rows, while the server is stopped. The index directory is then deleted, so the next start
-  replays the whole change log and builds the index (HNSW at >= 20k): that cold start is timed,
-  and a warm restart (saved index) too.
+* **Scale**: the instance is filled to each ``--sizes`` with SYNTHETIC vectors drawn around the
+  stored (reduced, 256-d) vectors of the ingested pictures (a mixture: real vector + isotropic
+  Gaussian noise in the stored space, L2-normalized, noise sized so a synthetic point's cosine to its
+  parent equals the median nearest-neighbour cosine between real pictures of different photos). They
+  are written straight into SQL with the columns, blob format (``vector_to_blob``) and model id the
+  service writes, plus their change-log rows, while the server is stopped. The index directory is
+  then deleted, so the next start rebuilds the index from SQL (IVF at >= 10k): that cold start is
+  timed, and a warm restart (saved index) too.
 * **Search**: edited copies (tests/photos.py EDITS) of ingested real pictures POSTed to
   ``/search/picture`` (num=10) by 1, 4 and 16 concurrent clients for ``--duration`` s each:
   QPS, p50/p95/p99, errors, recall@1 (the edited picture's original is the top hit), recall@10,
@@ -27,7 +27,7 @@ What is measured (everything goes to 127.0.0.1 only):
   py-spy sample of the server under 4 clients (an extra, unmeasured run), if py-spy is installed.
 
 The load generator runs on the same (2-core) machine as the server and takes CPU from it; the
-index alone is benchmarked by bench/index_bench.py.
+index alone is benchmarked by bench/capacity_bench.py.
 
 Usage: .venv/bin/python bench/e2e_bench.py [--sizes 10000,100000] [--ingest 2000] [--duration 20]
        [--clients 1,4,16] [--out bench/results/e2e_bench.json] [--quick]
@@ -62,10 +62,11 @@ import onnxruntime as ort
 from PIL import Image, ImageEnhance, ImageOps
 from sqlalchemy import func, insert, select
 
-from lookalike.vectors.manager import IndexManager
 from lookalike.storage.db import make_engine, sqlite_url
 from lookalike.storage.images_repo import ImageRepository, blob_to_vector, vector_to_blob
 from lookalike.storage.tables import changes, images
+from lookalike.vectors.manager import IndexManager
+from lookalike.vectors.reduction import packaged as packaged_reduction
 from lookalike.vision.categories import predict_category
 from lookalike.vision.decode import decode_image
 from lookalike.vision.embedder import EfficientNetEmbedder, preprocess, softmax
@@ -492,7 +493,7 @@ def stage_profile(
     """One search, stage by stage, in this process on the server's data (server stopped)."""
     engine = make_engine(sqlite_url(data_dir))
     repo = ImageRepository(engine)
-    manager = IndexManager(data_dir / "index", repo, embedder.DIM)  # same defaults as the server
+    manager = IndexManager(data_dir / "index", repo, packaged_reduction())  # same defaults as the server
     try:
         t = time.perf_counter()
         index = manager.get(instance_id)
@@ -514,7 +515,7 @@ def stage_profile(
             t3 = time.perf_counter()
             feats, logits = embedder.forward(batch)
             t4 = time.perf_counter()
-            vector = embedder.pool(feats)[0]
+            vector = manager.reduce(embedder.pool(feats)[0])
             predict_category(softmax(logits)[0])
             t5 = time.perf_counter()
             ids, _ = index.search(vector, k)
@@ -547,7 +548,7 @@ SPY_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("pool/softmax/category", ("gem_pool", "softmax (lookalike", "l2_normalize", "predict_category")),
     ("subject crop", ("lookalike/vision/subject.py", "lookalike/vision/prepare.py")),
     ("decode", ("lookalike/vision/decode.py",)),
-    ("index search", ("lookalike/storage/vector_index.py",)),
+    ("index search", ("lookalike/vectors/",)),
     ("hydrate (SQL)", ("hydrate (lookalike",)),
     ("auth", ("lookalike/api/rest/auth.py", "lookalike/service/accounts.py")),
     ("rate limit", ("lookalike/service/limits.py", "lookalike/domain/ratelimit.py")),

@@ -25,11 +25,11 @@ from lookalike.clock import ManualClock
 from lookalike.config import Settings
 from lookalike.domain.filters import INT_FIELDS, STR_FIELDS, And, Compare, InList, Node, Or, evaluate
 from lookalike.domain.models import Attributes, AttributeUpdate
-from lookalike.service import images as images_module
 from lookalike.service.container import Services, build_services
 from lookalike.service.images import SearchOptions
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.storage.tables import metadata
+from lookalike.vectors import milvus as milvus_module
 from lookalike.vectors.milvus import MilvusBackend, MilvusIndex, SharedSeqStore, partition_name
 from lookalike.vectors.milvus_filter import compile_filter, quote_string
 
@@ -358,7 +358,7 @@ def test_service_filters_run_inside_milvus(
 
     assert names('str_attr = "odd"') == {"pic0", "pic2", "pic4"}  # a small set: sent as `id in [...]`
     # Every match set counts as large, so the filter is compiled and evaluated by Milvus.
-    monkeypatch.setattr(images_module, "ID_LIST_SEARCH_MAX", 0)
+    monkeypatch.setattr(milvus_module, "ID_LIST_SEARCH_MAX", 0)
     assert names('str_attr = "odd"') == {"pic0", "pic2", "pic4"}
     assert names('int_attr >= 2 AND int_attr < 5 AND str_attr != "odd"') == {"pic3"}
     # An attribute update reaches Milvus' copy (through the change log), so the filter finds it there.

@@ -104,6 +104,9 @@ class Settings:
     # Milvus search consistency: Strong waits for the server's time tick (~200 ms per search on 2.3.5); hits
     # are re-read from SQL anyway, so Bounded (or Eventually) is enough.
     milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
+    # Milvus index of the shared collection: IVF_SQ8 (1 byte/dim, for tens of millions), IVF_PQ (smaller),
+    # DISKANN (graph on disk), HNSW or IVF_FLAT (float32 in memory). Read when the collection is created.
+    milvus_index_type: Literal["IVF_SQ8", "IVF_PQ", "DISKANN", "HNSW", "IVF_FLAT"] = "IVF_SQ8"
     # Keep a small JPEG of every added picture so the web console can show pictures and search results
     # (1-11 KB each at the default size, 5 KB on average; deploy/README.md counts them in the sizing guide).
     thumbnails: bool = True

@@ -296,5 +296,6 @@ def _vector_backend(settings: Settings, engine: Engine) -> VectorBackend | None:
         token=settings.milvus_token,
         collection_prefix=settings.milvus_collection_prefix,
         consistency=settings.milvus_consistency,
+        index_type=settings.milvus_index_type,
         write_through=False,  # IndexManager applies every write from SQL (with the attributes)
     )

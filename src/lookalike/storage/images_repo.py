@@ -384,6 +384,12 @@ class ImageRepository:
                     found[int(row.id)] = row
         return found
 
+    def vectors_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of these pictures (those of the instance that still exist)."""
+        with self._engine.connect() as conn:
+            rows = self._rows_by_id(conn, instance_id, [int(i) for i in ids], False)
+        return {i: blob_to_vector(r.embedding) for i, r in rows.items()}
+
     @staticmethod
     def _batch(
         touched: list[int], rows: dict[int, Any], last_seq: int, dim: int, with_attributes: bool

@@ -48,6 +48,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Index types for the shared collection (one per dimension, shared by every instance's partition). The
+# default IVF_SQ8 keeps 1 byte per dimension (256 B a picture at 256-d, a quarter of float32) and suits tens
+# of millions of rows; its approximate scores are replaced by exact ones from SQL's stored vectors
+# (IndexManager.scope). IVF_PQ is smaller still (dim/4 bytes); DISKANN keeps the graph on disk; HNSW and
+# IVF_FLAT hold full float32 vectors in memory. Sizing per million: deploy/README.md.
+INDEX_TYPES: Final = ("IVF_SQ8", "IVF_PQ", "DISKANN", "HNSW", "IVF_FLAT")
 MAX_TOP_K: Final = 16384  # Milvus' limit on a search's limit (and HNSW's ef)
 ID_LIST_LIMIT: Final = 4096  # largest `id in [...]` sent at once (~40 KB of expression)
 # The service sends a filter's matching ids as `id in [...]` only up to this many, else the compiled filter.
@@ -162,7 +168,7 @@ class MilvusBackend:
         token: str | None = None,
         collection_prefix: str = "lookalike_",
         consistency: str = "Bounded",
-        index_type: str = "HNSW",
+        index_type: str = "IVF_SQ8",
         hnsw_m: int = 16,
         ef_construction: int = 200,
         ef_search: int = 128,
@@ -171,7 +177,7 @@ class MilvusBackend:
         write_through: bool = True,
         client: MilvusClient | None = None,
     ) -> None:
-        if index_type not in ("HNSW", "IVF_FLAT"):
+        if index_type not in INDEX_TYPES:
             raise ValueError(f"unsupported Milvus index type {index_type!r}")
         if client is None:
             # Imported here: pymilvus is the optional [scale] dependency and slow to import.
@@ -218,9 +224,12 @@ class MilvusBackend:
                 for column in STR_ATTR_COLUMNS:
                     schema.add_field(column, DataType.VARCHAR, max_length=_STR_MAX_BYTES)
                 params = self.client.prepare_index_params()
+                index_params: dict[str, int] = {}
                 if self.index_type == "HNSW":
-                    index_params: dict[str, int] = {"M": self.hnsw_m, "efConstruction": self.ef_construction}
-                else:
+                    index_params = {"M": self.hnsw_m, "efConstruction": self.ef_construction}
+                elif self.index_type == "IVF_PQ":
+                    index_params = {"nlist": self.nlist, "m": max(1, dim // 4), "nbits": 8}
+                elif self.index_type.startswith("IVF"):
                     index_params = {"nlist": self.nlist}
                 params.add_index("vector", index_type=self.index_type, metric_type="IP", params=index_params)
                 try:
@@ -340,6 +349,8 @@ class MilvusIndex:
         k = min(k, MAX_TOP_K)
         if self._backend.index_type == "HNSW":
             params: dict[str, int] = {"ef": min(MAX_TOP_K, max(self._backend.ef_search, k))}
+        elif self._backend.index_type == "DISKANN":
+            params = {"search_list": min(MAX_TOP_K, max(100, 2 * k))}
         else:
             params = {"nprobe": self._backend.nprobe}
         result = self._client.search(
