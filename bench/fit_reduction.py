@@ -1,4 +1,4 @@
-"""Fit the fixed linear reduction 1280 -> 256 of the EfficientNet-Lite0 features, and choose it by measurement.
+"""Fit the fixed linear reduction 1280 -> 256 of the EfficientNet-Lite0 features; choose it by measurement.
 
 The service stores and searches ``r = l2_normalize(P @ (x - mean))`` (see
 ``lookalike.vectors.reduction``). This script draws a GENERIC sample of embeddings, studies the
@@ -109,8 +109,8 @@ def augment(image: Image.Image, rng: np.random.Generator, strength: float = 1.0)
     w, h = image.size
     area = rng.uniform(0.3, 1.0) if strength >= 1.0 else rng.uniform(0.6, 1.0)
     aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
-    cw = int(round(min(w, np.sqrt(area * w * h * aspect))))
-    ch = int(round(min(h, np.sqrt(area * w * h / aspect))))
+    cw = round(min(w, np.sqrt(area * w * h * aspect)))
+    ch = round(min(h, np.sqrt(area * w * h / aspect)))
     cw, ch = max(16, cw), max(16, ch)
     x0 = int(rng.integers(0, max(1, w - cw + 1)))
     y0 = int(rng.integers(0, max(1, h - ch + 1)))
@@ -127,7 +127,9 @@ def augment(image: Image.Image, rng: np.random.Generator, strength: float = 1.0)
         img = ImageOps.grayscale(img).convert("RGB")
     if rng.random() < 0.3:
         fill = tuple(int(v) for v in rng.integers(0, 256, size=3)) if rng.random() < 0.5 else (0, 0, 0)
-        img = img.rotate(float(rng.uniform(-12, 12)), resample=Image.Resampling.BICUBIC, expand=True, fillcolor=fill)
+        img = img.rotate(
+            float(rng.uniform(-12, 12)), resample=Image.Resampling.BICUBIC, expand=True, fillcolor=fill
+        )
     if rng.random() < 0.7:
         img = _jpeg(img, int(rng.integers(25, 96)))
     return _clamp_size(img)
@@ -162,7 +164,9 @@ def graphic(seed: int) -> Image.Image:
         elif kind == 1:
             draw.ellipse((x1, y1, x2, y2), fill=colour, outline=None)
         elif kind == 2:
-            pts = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(int(rng.integers(3, 7)))]
+            pts = [
+                (float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(int(rng.integers(3, 7)))
+            ]
             draw.polygon(pts, fill=colour)
         elif kind == 3:
             draw.line((x1, y1, x2, y2), fill=colour, width=int(rng.integers(1, 12)))
@@ -170,9 +174,16 @@ def graphic(seed: int) -> Image.Image:
             draw.rectangle((x1, y1, x2, y2), outline=colour, width=int(rng.integers(1, 8)))
     for _ in range(int(rng.integers(0, 4))):
         colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
-        text = " ".join(str(_WORDS[int(i)]) for i in rng.integers(0, len(_WORDS), size=int(rng.integers(1, 4))))
+        text = " ".join(
+            str(_WORDS[int(i)]) for i in rng.integers(0, len(_WORDS), size=int(rng.integers(1, 4)))
+        )
         size = int(rng.integers(10, max(12, h // 4)))
-        draw.text((float(rng.uniform(0, w * 0.7)), float(rng.uniform(0, h * 0.85))), text, fill=colour, font=_font(size))
+        draw.text(
+            (float(rng.uniform(0, w * 0.7)), float(rng.uniform(0, h * 0.85))),
+            text,
+            fill=colour,
+            font=_font(size),
+        )
     if rng.random() < 0.5:
         img = _jpeg(img, int(rng.integers(40, 96)))
     return img
@@ -234,7 +245,9 @@ def build_sample(emb: Embedder) -> dict[str, Any]:
     base = SEED % 100_000
     synth = {
         "photo_image": embed_generated(emb, synth_photo, [base + 10_000 + i for i in range(N_SYNTH_PHOTO)]),
-        "object_on_background": embed_generated(emb, synth_object, [base + 20_000 + i for i in range(N_SYNTH_OBJECT)]),
+        "object_on_background": embed_generated(
+            emb, synth_object, [base + 20_000 + i for i in range(N_SYNTH_OBJECT)]
+        ),
         "graphics": embed_generated(emb, graphic, [base + 30_000 + i for i in range(N_GRAPHICS)]),
     }
     return {"views": views, "originals": originals, "edits": edits, "edit_names": edit_names, "synth": synth}
@@ -303,8 +316,13 @@ def pca(x: np.ndarray, centre: bool = True) -> tuple[np.ndarray, np.ndarray, np.
     return mean, vecs, np.maximum(vals, 0.0)
 
 
-def make_reduction(fit: tuple[np.ndarray, np.ndarray, np.ndarray], d: int, alpha: float, eps_frac: float,
-                   subtract_mean: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def make_reduction(
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray],
+    d: int,
+    alpha: float,
+    eps_frac: float,
+    subtract_mean: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     mean, vecs, vals = fit
     top = vals[:d]
     if alpha > 0:
@@ -331,8 +349,9 @@ def apply(red: tuple[np.ndarray, np.ndarray] | None, x: np.ndarray) -> np.ndarra
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate(red: tuple[np.ndarray, np.ndarray] | None, names: list[str], sample: dict[str, Any],
-             f16: bool) -> dict[str, float]:
+def evaluate(
+    red: tuple[np.ndarray, np.ndarray] | None, names: list[str], sample: dict[str, Any], f16: bool
+) -> dict[str, float]:
     n_e = len(sample["edit_names"])
     orig = apply(red, np.stack([sample["originals"][n] for n in names]))
     eds = apply(red, np.concatenate([sample["edits"][n] for n in names]))
@@ -363,7 +382,9 @@ def evaluate(red: tuple[np.ndarray, np.ndarray] | None, names: list[str], sample
         "photo_min_margin": float(np.min(photo_margins)),
         "mean_true_score": float(np.mean(true_scores)),
         "queries": len(eds),
-        "misses": [f"{names[owner_e[q]]}/{sample['edit_names'][q % n_e]}" for q in range(len(eds)) if not orig_ok[q]],
+        "misses": [
+            f"{names[owner_e[q]]}/{sample['edit_names'][q % n_e]}" for q in range(len(eds)) if not orig_ok[q]
+        ],
     }
 
 
@@ -380,15 +401,32 @@ def candidates() -> list[dict[str, Any]]:
         for alpha, eps in WHITENING:
             name = f"pca{d}" if alpha == 0 else f"pca{d}w{alpha:g}e{eps:g}"
             out.append({"name": name, "d": d, "alpha": alpha, "eps_frac": eps, "centre": True})
-    out.append({"name": "pca256-nocentre(project only)", "d": 256, "alpha": 0.0, "eps_frac": 0.0, "centre": True,
-                "subtract_mean": False})
-    out.append({"name": "pca256-uncentred-fit", "d": 256, "alpha": 0.0, "eps_frac": 0.0, "centre": False,
-                "subtract_mean": False})
+    out.append(
+        {
+            "name": "pca256-nocentre(project only)",
+            "d": 256,
+            "alpha": 0.0,
+            "eps_frac": 0.0,
+            "centre": True,
+            "subtract_mean": False,
+        }
+    )
+    out.append(
+        {
+            "name": "pca256-uncentred-fit",
+            "d": 256,
+            "alpha": 0.0,
+            "eps_frac": 0.0,
+            "centre": False,
+            "subtract_mean": False,
+        }
+    )
     return out
 
 
-def build_candidate(c: dict[str, Any], fits: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]]
-                    ) -> tuple[np.ndarray, np.ndarray] | None:
+def build_candidate(
+    c: dict[str, Any], fits: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray] | None:
     if c["d"] == 1280:
         return None
     return make_reduction(fits[c["centre"]], c["d"], c["alpha"], c["eps_frac"], c.get("subtract_mean", True))
@@ -404,9 +442,14 @@ def held_out_study(sample: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[s
         train = np.concatenate([synth] + [sample["views"][n] for n in halves[fit_half]])
         fits = {True: pca(train, True), False: pca(train, False)}
         held = np.concatenate([sample["views"][n] for n in halves[eval_half]])
-        held_eval = np.concatenate([np.stack([sample["originals"][n] for n in halves[eval_half]])]
-                                   + [sample["edits"][n] for n in halves[eval_half]])
-        folds[f"fit {fit_half}+synth, eval {eval_half}"] = {"train_views": len(train), "eval_photos": halves[eval_half]}
+        held_eval = np.concatenate(
+            [np.stack([sample["originals"][n] for n in halves[eval_half]])]
+            + [sample["edits"][n] for n in halves[eval_half]]
+        )
+        folds[f"fit {fit_half}+synth, eval {eval_half}"] = {
+            "train_views": len(train),
+            "eval_photos": halves[eval_half],
+        }
         for r in rows:
             red = build_candidate(r, fits)
             key = f"eval{eval_half}"
@@ -425,7 +468,8 @@ def held_out_study(sample: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[s
                 "photo@1": (a["photo@1"] * a["queries"] + b["photo@1"] * b["queries"]) / n,
                 "min_margin": min(a["min_margin"], b["min_margin"]),
                 "mean_margin": (a["mean_margin"] * a["queries"] + b["mean_margin"] * b["queries"]) / n,
-                "mean_true_score": (a["mean_true_score"] * a["queries"] + b["mean_true_score"] * b["queries"]) / n,
+                "mean_true_score": (a["mean_true_score"] * a["queries"] + b["mean_true_score"] * b["queries"])
+                / n,
             }
     return rows, {"halves": halves, "folds": folds}
 
@@ -488,8 +532,12 @@ def text_scores(db: np.ndarray, qv: np.ndarray, relevant: list[set[int]]) -> dic
     }
 
 
-def text_check(fit: tuple[np.ndarray, np.ndarray, np.ndarray], red: tuple[np.ndarray, np.ndarray],
-               x: np.ndarray, text: tuple[list[str], list[set[int]], np.ndarray]) -> dict[str, Any]:
+def text_check(
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray],
+    red: tuple[np.ndarray, np.ndarray],
+    x: np.ndarray,
+    text: tuple[list[str], list[set[int]], np.ndarray],
+) -> dict[str, Any]:
     """Text R@1 over the 22 originals (whole pictures, not subject-cropped): raw vs reduced routes."""
     _, relevant, tv = text
     mean, proj = red
@@ -510,9 +558,10 @@ def text_check(fit: tuple[np.ndarray, np.ndarray, np.ndarray], red: tuple[np.nda
 
 def _git_head() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except Exception:
         return "unknown"
 
 
@@ -528,10 +577,13 @@ def main() -> None:
     n_views = sum(len(v) for v in sample["views"].values())
     n_synth = {k: len(v) for k, v in sample["synth"].items()}
     sample_desc = (
-        f"{n_views} augmented views ({VIEWS_PER_PHOTO} per photo x {len(photos.PHOTO_NAMES)} scikit-image photos: "
-        f"crop 30-100% area, rescale short side 150-600, mirror, brightness/contrast/colour 0.6-1.4, 10% gray, "
+        f"{n_views} augmented views ({VIEWS_PER_PHOTO} per photo x {len(photos.PHOTO_NAMES)} scikit-image "
+        f"photos: "
+        f"crop 30-100% area, rescale short side 150-600, mirror, brightness/contrast/colour 0.6-1.4, 10% "
+        f"gray, "
         f"30% rotation +-12 deg, 70% JPEG q25-95) + {n_synth['photo_image']} imagegen.photo_image + "
-        f"{n_synth['object_on_background']} imagegen.object_on_background + {n_synth['graphics']} PIL graphics "
+        f"{n_synth['object_on_background']} imagegen.object_on_background + {n_synth['graphics']} PIL "
+        f"graphics "
         f"(shapes/lines/text on plain backgrounds); seed {SEED}; total {n_views + sum(n_synth.values())}"
     )
     print(sample_desc, flush=True)
@@ -540,17 +592,27 @@ def main() -> None:
     raw = next(r for r in rows if r["name"] == "raw1280")
     pool = [r for r in rows if r["d"] == 256 and r.get("subtract_mean", True) and r["centre"]]
     preferred, _ = choose(rows)
-    order = [preferred] + sorted((r for r in pool if r is not preferred),
-                                 key=lambda r: (-r["both_f16"]["orig@1"], -r["both_f16"]["photo@1"],
-                                                r["alpha"], -r["both_f16"]["min_margin"]))
+    order = [
+        preferred,
+        *sorted(
+            (r for r in pool if r is not preferred),
+            key=lambda r: (
+                -r["both_f16"]["orig@1"],
+                -r["both_f16"]["photo@1"],
+                r["alpha"],
+                -r["both_f16"]["min_margin"],
+            ),
+        ),
+    ]
 
     # Final fits on everything (A + B views + synthetic), one per D=256 candidate, checked on all 22 photos
     # (in-sample: their views are in the fit) and on text queries through the service path. A candidate is
     # shipped only if that check keeps near-duplicate recall within 0.005 of raw float32 and text R@1 within
     # 0.05 of raw. For context, the same variants fitted on the synthetic pictures only (no scikit-image
     # photo in the fit: a true held-out check on all 22).
-    everything = np.concatenate([np.concatenate(list(sample["views"].values())),
-                                 np.concatenate(list(sample["synth"].values()))])
+    everything = np.concatenate(
+        [np.concatenate(list(sample["views"].values())), np.concatenate(list(sample["synth"].values()))]
+    )
     synth_all = np.concatenate(list(sample["synth"].values()))
     fit = pca(everything, True)
     fit_synth = pca(synth_all, True)
@@ -563,7 +625,7 @@ def main() -> None:
             t0 = time.perf_counter()
             text_data = text_queries()
             text_seconds = round(time.perf_counter() - t0, 1)
-        except Exception as exc:  # noqa: BLE001 - the check is optional (needs the MiniLM model)
+        except Exception as exc:
             text_error = f"skipped: {type(exc).__name__}: {exc}"
     raw22 = evaluate(None, names, sample, f16=False)
     final_checks: dict[str, Any] = {"raw1280_f32_22photos": raw22}
@@ -574,16 +636,21 @@ def main() -> None:
         check: dict[str, Any] = {
             "final_fit_f16_22photos_in_sample": evaluate(red, names, sample, f16=True),
             "synth_only_fit_f16_22photos_held_out": evaluate(
-                make_reduction(fit_synth, 256, r["alpha"], r["eps_frac"]), names, sample, f16=True),
+                make_reduction(fit_synth, 256, r["alpha"], r["eps_frac"]), names, sample, f16=True
+            ),
         }
         if text_data is not None:
             check["text_final_fit"] = text_check(fit, red, x_all, text_data)
-            check["text_synth_only_fit"] = text_check(fit_synth, make_reduction(fit_synth, 256, r["alpha"], r["eps_frac"]),
-                                                      x_all, text_data)
+            check["text_synth_only_fit"] = text_check(
+                fit_synth, make_reduction(fit_synth, 256, r["alpha"], r["eps_frac"]), x_all, text_data
+            )
         m = check["final_fit_f16_22photos_in_sample"]
         ok_nd = raw22["orig@1"] - m["orig@1"] <= 0.005 and raw22["photo@1"] - m["photo@1"] <= 0.005
-        ok_text = text_data is None or (check["text_final_fit"]["raw1280"]["R@1"]
-                                        - check["text_final_fit"]["query P(t-mean) (service path)"]["R@1"] <= 0.05)
+        ok_text = text_data is None or (
+            check["text_final_fit"]["raw1280"]["R@1"]
+            - check["text_final_fit"]["query P(t-mean) (service path)"]["R@1"]
+            <= 0.05
+        )
         check["passes"] = bool(ok_nd and ok_text)
         final_checks[r["name"]] = check
         if check["passes"] and chosen is None:
@@ -594,8 +661,10 @@ def main() -> None:
     why = (
         f"{best['name']}: held-out (both folds, float16 db) orig@1 {best['both_f16']['orig@1']:.3f} "
         f"photo@1 {best['both_f16']['photo@1']:.3f} min margin {best['both_f16']['min_margin']:.3f} "
-        f"(raw1280 float32 {raw['both']['orig@1']:.3f}/{raw['both']['photo@1']:.3f}/{raw['both']['min_margin']:.3f}); "
-        f"held-out preference was {preferred['name']}; rejected by the final-fit check: {', '.join(rejected) or 'none'}"
+        f"(raw1280 float32 {raw['both']['orig@1']:.3f}/{raw['both']['photo@1']:.3f}/"
+        f"{raw['both']['min_margin']:.3f}); "
+        f"held-out preference was {preferred['name']}; rejected by the final-fit check: "
+        f"{', '.join(rejected) or 'none'}"
     )
 
     mean, proj = make_reduction(fit, 256, best["alpha"], best["eps_frac"])
@@ -614,8 +683,13 @@ def main() -> None:
     }
     OUT_NPZ.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT_NPZ.with_name(OUT_NPZ.name + ".tmp.npz")
-    np.savez(tmp, mean=mean.astype(np.float32), projection=proj.astype(np.float32),
-             eigenvalues=fit[2][:256].astype(np.float32), info=np.array(json.dumps(info)))
+    np.savez(
+        tmp,
+        mean=mean.astype(np.float32),
+        projection=proj.astype(np.float32),
+        eigenvalues=fit[2][:256].astype(np.float32),
+        info=np.array(json.dumps(info)),
+    )
     os.replace(tmp, OUT_NPZ)
 
     # Reload through the package's loader and check it reproduces the reduction.
@@ -628,7 +702,9 @@ def main() -> None:
     shipped = {
         "f32_22photos_in_sample": evaluate(red32, names, sample, f16=False),
         "f16_22photos_in_sample": evaluate(red32, names, sample, f16=True),
-        "energy_kept_22photos_and_edits": energy(fit, 256, np.concatenate([x_all] + [sample["edits"][n] for n in names]), True),
+        "energy_kept_22photos_and_edits": energy(
+            fit, 256, np.concatenate([x_all] + [sample["edits"][n] for n in names]), True
+        ),
         "energy_kept_sample": energy(fit, 256, everything, True),
     }
     text: Any = text_check(fit, red32, x_all, text_data) if text_data is not None else text_error
@@ -636,41 +712,61 @@ def main() -> None:
         text["seconds_to_load_and_encode"] = text_seconds
 
     # Tables.
-    hdr = (f"{'candidate':30s} {'orig@1':>6s} {'ph@1':>5s} {'minM':>6s} {'meanM':>6s} {'trueS':>6s} | "
-           f"{'f16 o@1':>7s} {'ph@1':>5s} {'minM':>6s} | {'energyB':>7s}  fitA/evalB o@1,minM  fitB/evalA o@1,minM")
-    print("\nHeld-out near-duplicate study (fit on one half + synthetic, eval on the other; both folds pooled, "
-          "132 queries; energyB = energy kept on held-out B views)")
+    hdr = (
+        f"{'candidate':30s} {'orig@1':>6s} {'ph@1':>5s} {'minM':>6s} {'meanM':>6s} {'trueS':>6s} | "
+        f"{'f16 o@1':>7s} {'ph@1':>5s} {'minM':>6s} | {'energyB':>7s}  fitA/evalB o@1,minM  fitB/evalA "
+        f"o@1,minM"
+    )
+    print(
+        "\nHeld-out near-duplicate study (fit on one half + synthetic, eval on the other; both folds pooled, "
+        "132 queries; energyB = energy kept on held-out B views)"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         m, h = r["both"], r["both_f16"]
         e = r.get("evalB_energy_views")
-        print(f"{r['name']:30s} {m['orig@1']:6.3f} {m['photo@1']:5.3f} {m['min_margin']:6.3f} {m['mean_margin']:6.3f} "
-              f"{m['mean_true_score']:6.3f} | {h['orig@1']:7.3f} {h['photo@1']:5.3f} {h['min_margin']:6.3f} | "
-              f"{(f'{e:.3f}' if e is not None else '   -   '):>7s}  "
-              f"{r['evalB']['orig@1']:.3f},{r['evalB']['min_margin']:+.3f}         "
-              f"{r['evalA']['orig@1']:.3f},{r['evalA']['min_margin']:+.3f}")
-    print(f"\nFinal-fit check on all 22 photos (f16 db; raw1280 f32: orig@1 {raw22['orig@1']:.3f} "
-          f"photo@1 {raw22['photo@1']:.3f} minM {raw22['min_margin']:+.3f})")
-    print(f"{'candidate':18s} {'fit=all (in-sample) o@1/ph@1/minM':>34s} {'text R@1 svc/P t/undo':>22s} | "
-          f"{'fit=synth only o@1/ph@1/minM':>29s} {'text R@1 svc':>12s}  pass")
+        print(
+            f"{r['name']:30s} {m['orig@1']:6.3f} {m['photo@1']:5.3f} {m['min_margin']:6.3f} "
+            f"{m['mean_margin']:6.3f} "
+            f"{m['mean_true_score']:6.3f} | {h['orig@1']:7.3f} {h['photo@1']:5.3f} {h['min_margin']:6.3f} | "
+            f"{(f'{e:.3f}' if e is not None else '   -   '):>7s}  "
+            f"{r['evalB']['orig@1']:.3f},{r['evalB']['min_margin']:+.3f}         "
+            f"{r['evalA']['orig@1']:.3f},{r['evalA']['min_margin']:+.3f}"
+        )
+    print(
+        f"\nFinal-fit check on all 22 photos (f16 db; raw1280 f32: orig@1 {raw22['orig@1']:.3f} "
+        f"photo@1 {raw22['photo@1']:.3f} minM {raw22['min_margin']:+.3f})"
+    )
+    print(
+        f"{'candidate':18s} {'fit=all (in-sample) o@1/ph@1/minM':>34s} {'text R@1 svc/P t/undo':>22s} | "
+        f"{'fit=synth only o@1/ph@1/minM':>29s} {'text R@1 svc':>12s}  pass"
+    )
     for r in order:
         c = final_checks[r["name"]]
         a, b = c["final_fit_f16_22photos_in_sample"], c["synth_only_fit_f16_22photos_held_out"]
         if text_data is not None:
             t = c["text_final_fit"]
-            ts = (f"{t['query P(t-mean) (service path)']['R@1']:.3f}/{t['query P t (projection only)']['R@1']:.3f}/"
-                  f"{t['query S^-1 V t (whitening undone)']['R@1']:.3f}")
+            ts = (
+                f"{t['query P(t-mean) (service path)']['R@1']:.3f}/"
+                f"{t['query P t (projection only)']['R@1']:.3f}/"
+                f"{t['query S^-1 V t (whitening undone)']['R@1']:.3f}"
+            )
             ts2 = f"{c['text_synth_only_fit']['query P(t-mean) (service path)']['R@1']:.3f}"
         else:
             ts, ts2 = "-", "-"
-        print(f"{r['name']:18s} {a['orig@1']:14.3f}/{a['photo@1']:.3f}/{a['min_margin']:+.3f} {ts:>22s} | "
-              f"{b['orig@1']:15.3f}/{b['photo@1']:.3f}/{b['min_margin']:+.3f} {ts2:>12s}  {c['passes']}")
+        print(
+            f"{r['name']:18s} {a['orig@1']:14.3f}/{a['photo@1']:.3f}/{a['min_margin']:+.3f} {ts:>22s} | "
+            f"{b['orig@1']:15.3f}/{b['photo@1']:.3f}/{b['min_margin']:+.3f} {ts2:>12s}  {c['passes']}"
+        )
     print(f"\nchosen: {why}")
     f16 = shipped["f16_22photos_in_sample"]
-    print(f"shipped {rid}: 22 photos f16 orig@1 {f16['orig@1']:.3f} photo@1 {f16['photo@1']:.3f} "
-          f"minM {f16['min_margin']:+.3f}; energy kept {shipped['energy_kept_22photos_and_edits']:.3f} (22 photos+edits), "
-          f"{shipped['energy_kept_sample']:.3f} (sample)")
+    print(
+        f"shipped {rid}: 22 photos f16 orig@1 {f16['orig@1']:.3f} photo@1 {f16['photo@1']:.3f} "
+        f"minM {f16['min_margin']:+.3f}; energy kept {shipped['energy_kept_22photos_and_edits']:.3f} (22 "
+        f"photos+edits), "
+        f"{shipped['energy_kept_sample']:.3f} (sample)"
+    )
     if isinstance(text, dict):
         print("text queries (English, 22 originals, shipped reduction):")
         for k, v in text.items():
@@ -681,8 +777,13 @@ def main() -> None:
     print(f"\nwrote {OUT_NPZ.relative_to(REPO)} ({OUT_NPZ.stat().st_size} bytes)")
 
     result = {
-        "chosen": {"id": rid, "candidate": best["name"], "why": why, "held_out_preference": preferred["name"],
-                   "info": info},
+        "chosen": {
+            "id": rid,
+            "candidate": best["name"],
+            "why": why,
+            "held_out_preference": preferred["name"],
+            "info": info,
+        },
         "sample": sample_desc,
         "split": split,
         "candidates": rows,
