@@ -163,3 +163,26 @@ def test_no_thumbnails_when_the_setting_is_off(settings: Settings, clock: Manual
         assert stored_thumbnails(without, tenant.instance.id) == 0
     finally:
         without.close()
+
+
+def test_large_packages_keep_no_thumbnails_unless_the_operator_says_so(
+    settings: Settings, clock: ManualClock
+) -> None:
+    """At ~5 KB each, thumbnails would be most of SQL for a 2.5M+ package: off above the setting."""
+    picture = encode(load_photo("coffee"))
+    services = build_services(settings, clock=clock, background=False)
+    try:
+        small = make_tenant(services, "smallco", "small", capacity=1_000_000)
+        big = make_tenant(services, "bigco", "big", capacity=2_500_000)
+        for tenant, name in ((small, "small"), (big, "big")):
+            services.images.add_image(tenant.account, name, product_id="p", pic_name="x", picture=picture)
+        assert stored_thumbnails(services, small.instance.id) == 1
+        assert stored_thumbnails(services, big.instance.id) == 0
+    finally:
+        services.close()
+    unlimited = build_services(replace(settings, thumbnails_max_capacity=None), clock=clock, background=False)
+    try:
+        unlimited.images.add_image(big.account, "big", product_id="p", pic_name="y", picture=picture)
+        assert stored_thumbnails(unlimited, big.instance.id) == 1
+    finally:
+        unlimited.close()
