@@ -57,8 +57,8 @@ class Settings:
     # SQLite PRAGMA synchronous: NORMAL keeps every commit across a crash; FULL also across power loss.
     sqlite_synchronous: str = "NORMAL"
     image_limits: ImageLimits = field(default_factory=ImageLimits)
-    # Instances with fewer pictures are searched exactly, without the ANN index.
-    # Measured: at 10k exact search costs what HNSW does (bench/index_bench.py).
+    # Instances with fewer pictures are searched exactly (float16 rows), without the IVF index
+    # (lookalike.vectors.planner).
     index_exact_below: int = 10_000
     index_save_interval_s: float = 30.0  # how often indexes are saved; the change log replays the rest
     embed_max_batch: int = 16  # most pictures embedded in one model run (micro-batching)
