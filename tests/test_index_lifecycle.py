@@ -176,3 +176,38 @@ def test_kill9_writer_at_each_stage_loses_nothing(
     index.wait_for_maintenance()
     assert_matches_sql(services, reopened, inst)
     reopened.close()
+
+
+def test_rows_stored_before_the_reduction_are_reencoded_and_found(services: Services, tmp_path: Path) -> None:
+    """A picture written as 1280-d float32 features (the old form) is reduced at start-up and searchable."""
+    from sqlalchemy import update
+
+    from lookalike.vectors.reencode import reencode_raw_features
+
+    tenant = make_tenant(services, "oldco", "old")
+    inst = tenant.instance.id
+    repo = ImageRepository(services.engine)
+    reduction = packaged()
+    manager = IndexManager(tmp_path / "idx", repo, reduction, policy=POLICY)
+    write(repo, manager, inst, 1)
+    write(repo, manager, inst, 2)
+    manager.close()
+    features = np.abs(np.random.default_rng(0).standard_normal((2, reduction.dim_in))).astype(np.float32)
+    ids = sorted(live_ids(services, inst))
+    with services.engine.begin() as conn:
+        for image_id, f in zip(ids, features, strict=True):
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id)
+                .values(embedding=f.astype("<f4").tobytes(), model_id=reduction.source_model)
+            )
+        conn.execute(update(images).where(images.c.id == ids[1]).values(embedding=b"\x00" * 12))
+    assert reencode_raw_features(repo, reduction) == 1  # the damaged one is left as it is
+    assert reencode_raw_features(repo, reduction) == 0  # idempotent
+    stored = repo.vectors_by_id(inst, [ids[0]])[ids[0]]
+    np.testing.assert_allclose(stored, reduction.reduce(features[0]), atol=2e-3)
+    with services.engine.connect() as conn:
+        models = dict(
+            conn.execute(select(images.c.id, images.c.model_id).where(images.c.instance_id == inst)).all()
+        )
+    assert models == {ids[0]: reduction.model_id(), ids[1]: reduction.source_model}

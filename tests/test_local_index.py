@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lookalike.vectors.codec import STORED_DTYPE
+from lookalike.domain.vector_codec import STORED_DTYPE
 from lookalike.vectors.local_index import LocalIndex
 from lookalike.vectors.planner import IndexPolicy
 from lookalike.vectors.port import VectorIndex

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lookalike.vectors import codec
+from lookalike.domain import vector_codec as codec
 from lookalike.vectors.planner import (
     IndexPolicy,
     Mode,

@@ -35,6 +35,7 @@ from lookalike.vectors.manager import IndexManager
 from lookalike.vectors.planner import IndexPolicy
 from lookalike.vectors.port import VectorBackend
 from lookalike.vectors.reduction import packaged as packaged_reduction
+from lookalike.vectors.reencode import reencode_raw_features
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
 from lookalike.vision.text_encoder import TextQueryModel
 
@@ -188,6 +189,7 @@ def build_services(
     reduction = packaged_reduction()
     if reduction.source_model != embedder.MODEL_ID or reduction.dim_in != embedder.DIM:
         raise RuntimeError(f"the packaged reduction {reduction.id} is not for {embedder.MODEL_ID}")
+    reencode_raw_features(image_repo, reduction)  # rows stored before the reduction existed
     indexes = IndexManager(
         settings.index_dir,
         image_repo,

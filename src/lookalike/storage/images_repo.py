@@ -8,8 +8,20 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
+from lookalike.domain import vector_codec as codec
 from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
 from lookalike.domain.filters import Node
 from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord
@@ -24,7 +36,6 @@ from lookalike.storage.tables import (
     instances,
     thumbnails,
 )
-from lookalike.vectors import codec
 
 FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     name: images.c[name] for name in (*INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
@@ -61,12 +72,13 @@ def _record(row: Any) -> ImageRecord:
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
-    """A reduced vector as stored in SQL (float16, see lookalike.vectors.codec)."""
+    """A reduced vector as stored in SQL (float16, see lookalike.domain.vector_codec)."""
     return codec.encode(vector)
 
 
 def blob_to_vector(blob: bytes) -> np.ndarray:
     return codec.decode(bytes(blob), len(blob) // codec.STORED_DTYPE.itemsize)
+
 
 # Rows per streamed read of vectors: bounds a catch-up's memory (~1 MB of float16 at 256-d) at any size.
 STREAM_CHUNK = 2_000
@@ -466,6 +478,32 @@ class ImageRepository:
             yield self._batch(list(rows), rows, 0, dim, with_attributes)
             if len(found) < chunk:
                 return
+
+    def embeddings_of_model(self, model_id: str, after_id: int, limit: int) -> list[tuple[int, bytes]]:
+        """(id, stored embedding) of up to ``limit`` pictures made by ``model_id``, past ``after_id``."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(images.c.id, images.c.embedding)
+                .where(images.c.id > after_id, images.c.model_id == model_id)
+                .order_by(images.c.id)
+                .limit(limit)
+            ).all()
+        return [(int(r.id), bytes(r.embedding)) for r in rows]
+
+    def replace_embeddings(
+        self, old_model_id: str, new_model_id: str, rows: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Re-encoded embeddings: only rows still of ``old_model_id`` change (a concurrent re-encode or an
+        overwrite in between wins)."""
+        if not rows:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(images)
+                .where(images.c.id == bindparam("image_id"), images.c.model_id == old_model_id)
+                .values(embedding=bindparam("blob"), model_id=new_model_id),
+                [{"image_id": i, "blob": b} for i, b in rows],
+            )
 
     def iter_all_keys(self, instance_id: str) -> Iterable[tuple[str, str]]:
         with self._engine.connect() as conn:

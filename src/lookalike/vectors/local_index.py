@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.vectors.codec import STORED_DTYPE
+from lookalike.domain.vector_codec import STORED_DTYPE
 from lookalike.vectors.planner import (
     IndexPolicy,
     Mode,
