@@ -36,7 +36,9 @@ import numpy as np
 
 from lookalike.domain.filters import Node
 from lookalike.storage.images_repo import ImageRepository
+from lookalike.vectors import milvus
 from lookalike.vectors.local_index import LocalIndex
+from lookalike.vectors.milvus import MAX_TOP_K, as_filtering
 from lookalike.vectors.planner import IndexPolicy
 from lookalike.vectors.port import VectorBackend, VectorIndex
 from lookalike.vectors.reduction import Reduction
@@ -185,8 +187,6 @@ class IndexManager:
 
     def _catch_up_shared(self, instance_id: str, index: VectorIndex) -> None:
         """Apply every change past the shared watermark from SQL's current rows, until none is newer."""
-        from lookalike.vectors.milvus import as_filtering
-
         filtering = as_filtering(index)
         start = position = index.applied_seq
         while True:
@@ -259,8 +259,6 @@ class IndexManager:
         """What a search of the instance may return: every picture, or those matching the filter and
         category. The planner inside the index picks exact or ANN; a backend that stores the filter
         fields (Milvus) evaluates a large match set itself instead of receiving the ids."""
-        from lookalike.vectors.milvus import ID_LIST_SEARCH_MAX, MAX_TOP_K, as_filtering
-
         index = self.get(instance_id)
         filtering = as_filtering(index)
         if filtering is not None:
@@ -280,7 +278,7 @@ class IndexManager:
             # shipping the ids, see ID_LIST_SEARCH_MAX); a small one goes as an exact `id in [...]`.
             matched = self._images.count(instance_id, node, category_id)
             cap = max(matched, MAX_TOP_K)
-            if matched > ID_LIST_SEARCH_MAX:
+            if matched > milvus.ID_LIST_SEARCH_MAX:  # read at call time: tests lower it
                 return SearchScope(matched, cap, index, None, (node, category_id), rescore)
             allowed = self._images.matching_ids(instance_id, node, category_id)
             return SearchScope(len(allowed), cap, index, allowed, None, rescore)
