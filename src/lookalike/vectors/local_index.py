@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import threading
 from collections.abc import Iterator
@@ -74,6 +75,25 @@ def _code_factory(dim: int, nlist: int, train_points: int) -> str:
     # 8-bit codebooks need 256 training points; tiny trainings (tests, a small exact_below) use fewer bits.
     nbits = max(1, min(8, int(np.log2(max(train_points, 2)))))
     return f"IVF{nlist},PQ{m}x{nbits}"
+
+
+def _sorted_unique(ids: I64) -> I64:
+    """np.unique by sorting: numpy's hash-based unique costs ~0.5 s for a 1M-id filter, a sort ~10 ms
+    (and filters from SQL arrive sorted already)."""
+    if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
+        ids = np.sort(ids)
+        ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
+    return ids
+
+
+def _advise_random(arr: np.memmap[Any, Any]) -> None:
+    """No read-ahead on the vectors file: a re-rank touches a few hundred scattered rows, and the
+    default read-ahead would pull ~128 KB from disk around each one once the file outgrows the page cache."""
+    mapping = getattr(arr, "_mmap", None)
+    advice = getattr(mmap, "MADV_RANDOM", None)
+    if mapping is not None and advice is not None:
+        with contextlib.suppress(OSError, ValueError):
+            mapping.madvise(advice)
 
 
 def _fsync_path(path: Path) -> None:
@@ -135,6 +155,7 @@ class _Files:
                     f.truncate(size)
             maps.append(np.memmap(path, dtype=dtype, mode="r+", shape=shape))
         self.ids, self.alive, self.vectors = maps[0], maps[1], maps[2]
+        _advise_random(self.vectors)
         self.codes = maps[3] if self.code_size else None
         self.capacity = capacity
 
@@ -486,6 +507,9 @@ class LocalIndex:
             self.dim, _code_factory(self.dim, nlist, take), faiss.METRIC_INNER_PRODUCT
         )
         index.cp.min_points_per_centroid = 1  # small first trainings: no warning storm
+        # index_factory turns on polysemous training (a code reordering for Hamming search, which we never
+        # use); it is ~5/6 of the training time (50 s of 60 s for PQ64 on 16k points, 2 cores).
+        index.do_polysemous_training = False
         index.train(x)
         name = f"ivf-{self._gen + 1}.faiss"
         faiss.write_index(index, str(self.directory / name))
@@ -579,7 +603,7 @@ class LocalIndex:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             slots: I64 | None = None
             if allowed_ids is not None:
-                want = np.unique(self._as_ids(np.asarray(allowed_ids)))
+                want = _sorted_unique(self._as_ids(np.asarray(allowed_ids)))
                 slots = self._slots_of(want)
                 slots = slots[slots >= 0]
                 slots = slots[np.asarray(files.alive[slots]) == 1]
