@@ -1,18 +1,22 @@
 """Measure storage per picture for deploy/README.md ("Sizing"). Writes deploy/sizing.json.
 
-* SQL: inserts N pictures with 1280-d float32 embeddings through `ImageRepository.upsert` (the path an add
-  takes: the images row, its change-log row, their indexes) into a fresh SQLite file and a fresh PostgreSQL
-  database, and reports the bytes each grew by, per picture.
+* SQL: inserts N pictures with the stored embedding (the packaged reduction's 256-d float16, 512 bytes)
+  through `ImageRepository.upsert` (the path an add takes: the images row, its change-log row, their
+  indexes) into a fresh SQLite file and a fresh PostgreSQL database,
+  and reports the bytes each grew by, per picture.
 * Thumbnails (--thumbnails): the console's JPEG per picture (setting `thumbnails`, `thumbnail_size`), made
   the way an add makes it from the 22 real photos the tests ship (tests/photos.py), and the SQL bytes per
   row of the `thumbnails` table for copies of them in SQLite (and PostgreSQL with --postgres).
-* Milvus (--milvus-rows, with a local milvus-server): inserts vectors into a collection of the backend's
-  schema and index (HNSW M=16, efConstruction 200, IP; the nine scalar copies), flushes, builds the index,
-  loads it, and reports the growth of the server's data directory and of its processes' RSS, per vector.
+* Milvus (--milvus-rows, with a local milvus-server): inserts 256-d vectors through the backend itself
+  (`MilvusBackend.open(...).upsert_records`: its collection schema with the nine scalar copies, its index
+  type, one partition per instance) for each of --milvus-index (default IVF_SQ8, the backend's default),
+  flushes, waits for the index, loads it, and reports the growth of the server's data directory and of its
+  processes' RSS, per vector.
 
     .venv/bin/python deploy/sizing.py --rows 20000 \
         --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres \
-        --milvus http://127.0.0.1:19530 --milvus-data /tmp/lookalike-test-servers/milvus --milvus-rows 100000
+        --milvus http://127.0.0.1:19530 --milvus-data /tmp/lookalike-test-servers/milvus \
+        --milvus-rows 200000 --milvus-index IVF_SQ8,IVF_PQ,HNSW
     .venv/bin/python deploy/sizing.py --thumbnails --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres
 """
 
@@ -40,13 +44,15 @@ from lookalike.clock import SystemClock
 from lookalike.config import Settings
 from lookalike.domain.models import Attributes
 from lookalike.service.container import build_control_plane
+from lookalike.storage.db import make_engine, sqlite_url
 from lookalike.storage.images_repo import ImageRepository, NewImage
 from lookalike.storage.tables import thumbnails
+from lookalike.vectors.reduction import packaged
 from lookalike.vision.decode import decode_image
 from lookalike.vision.thumbnail import make_thumbnail
 
-DIM = 1280
-MODEL_ID = "efficientnet-lite0"
+DIM = packaged().dim_out
+MODEL_ID = packaged().model_id()
 
 
 def _picture(i: int, rng: np.random.Generator) -> NewImage:
@@ -275,40 +281,38 @@ def _du(path: Path) -> dict[str, int]:
     return sizes
 
 
-def measure_milvus(uri: str, data_dir: Path, rows: int) -> dict[str, Any]:
-    """Vectors only (the backend's schema); other tenants of the same server add noise to the RSS figure."""
-    from pymilvus import DataType, MilvusClient
+def _milvus_vectors(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+    vectors = centres[rng.integers(0, len(centres), n)] + 0.8 / np.sqrt(DIM) * rng.standard_normal((n, DIM))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32)
+
+
+def measure_milvus(uri: str, data_dir: Path, rows: int, index_type: str) -> dict[str, Any]:
+    """Vectors through the backend's own adapter; other tenants of the same server add noise to the RSS."""
+    from lookalike.storage.db import migrate
+    from lookalike.vectors.milvus import MilvusBackend
 
     pid = int((data_dir / "pid").read_text())
-    client = MilvusClient(uri=uri)
-    name = f"lookalike_sizing_{uuid.uuid4().hex[:8]}"
-    disk_before, rss_before = _du(data_dir / "data"), _tree_rss_bytes(pid)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field("category_id", DataType.INT64)
-    for column in ("int_attr", "int_attr2", "int_attr3", "int_attr4"):
-        schema.add_field(column, DataType.INT64)
-    for column in ("str_attr", "str_attr2", "str_attr3", "str_attr4"):
-        schema.add_field(column, DataType.VARCHAR, max_length=512)
-    params = client.prepare_index_params()
-    params.add_index("vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
-    client.create_collection(name, schema=schema, index_params=params, consistency_level="Bounded")
-    try:
-        rng = np.random.default_rng(0)
-        centres = rng.standard_normal((1000, DIM)).astype(np.float32)
-        started = time.perf_counter()
-        batch = 2000
-        for start in range(0, rows, batch):
-            n = min(batch, rows - start)
-            vectors = centres[rng.integers(0, 1000, n)] + 0.8 / np.sqrt(DIM) * rng.standard_normal((n, DIM))
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            client.insert(
-                name,
-                [
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(sqlite_url(Path(tmp)))
+        migrate(engine)  # the backend's seq store lives in SQL
+        prefix = f"lookalike_sizing_{uuid.uuid4().hex[:8]}_"
+        backend = MilvusBackend(uri, engine=engine, collection_prefix=prefix, index_type=index_type)
+        client = backend.client
+        disk_before, rss_before = _du(data_dir / "data"), _tree_rss_bytes(pid)
+        index = backend.open("sizing-instance", DIM)
+        name = backend.collection_name(DIM)
+        try:
+            rng = np.random.default_rng(0)
+            centres = rng.standard_normal((1000, DIM)).astype(np.float32)
+            started = time.perf_counter()
+            batch = 5000
+            vectors = centres[:1]
+            for start in range(0, rows, batch):
+                n = min(batch, rows - start)
+                vectors = _milvus_vectors(rng, centres, n)
+                scalars = [
                     {
-                        "id": start + i,
-                        "vector": vectors[i].astype(np.float32).tolist(),
                         "category_id": (start + i) % 20,
                         "int_attr": (start + i) % 1000,
                         "int_attr2": 0,
@@ -320,26 +324,31 @@ def measure_milvus(uri: str, data_dir: Path, rows: int) -> dict[str, Any]:
                         "str_attr4": "",
                     }
                     for i in range(n)
-                ],
-            )
-        client.flush(name)
-        insert_s = time.perf_counter() - started
-        while True:  # wait until every row is indexed
-            info = client.describe_index(name, "vector")
-            if int(info.get("indexed_rows", 0)) >= rows and int(info.get("pending_index_rows", 0)) == 0:
-                break
-            time.sleep(2)
-        index_s = time.perf_counter() - started - insert_s
-        client.load_collection(name)
-        client.search(name, [vectors[0].astype(np.float32).tolist()], limit=10)
-        time.sleep(10)  # let the segment handoff settle
-        disk_after, rss_after = _du(data_dir / "data"), _tree_rss_bytes(pid)
-    finally:
-        client.drop_collection(name)
-        client.close()
+                ]
+                index.upsert_records(np.arange(start + 1, start + n + 1), vectors, scalars)
+            client.flush(name)
+            insert_s = time.perf_counter() - started
+            while True:  # wait until every row is indexed
+                info = client.describe_index(name, "vector")
+                if int(info.get("indexed_rows", 0)) >= rows and int(info.get("pending_index_rows", 0)) == 0:
+                    break
+                time.sleep(2)
+            index_s = time.perf_counter() - started - insert_s
+            client.release_collection(name)
+            client.load_collection(name)
+            index.search(vectors[0], 10)
+            time.sleep(10)  # let the segment handoff settle
+            disk_after, rss_after = _du(data_dir / "data"), _tree_rss_bytes(pid)
+        finally:
+            client.drop_collection(name)
+            backend.close()
+            engine.dispose()
     grown = {k: disk_after.get(k, 0) - disk_before.get(k, 0) for k in disk_after}
     return {
-        "server": "milvus-server 2.3.5 (PyPI `milvus`), standalone, local storage, shared with other tests",
+        "server": "milvus-server (PyPI `milvus`), standalone, local storage, shared with other tests",
+        "index_type": index_type,
+        "index_params": {"nlist": backend.nlist, "nprobe": backend.nprobe, "hnsw_m": backend.hnsw_m},
+        "dim": DIM,
         "rows": rows,
         "insert_and_flush_s": round(insert_s, 1),
         "index_build_s": round(index_s, 1),
@@ -362,7 +371,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("LOOKALIKE_TEST_POSTGRES_URL"))
     parser.add_argument("--milvus", default=None, help="URI of a local milvus-server to measure")
     parser.add_argument("--milvus-data", type=Path, default=Path("/tmp/lookalike-test-servers/milvus"))
-    parser.add_argument("--milvus-rows", type=int, default=100_000)
+    parser.add_argument("--milvus-rows", type=int, default=200_000)
+    parser.add_argument("--milvus-index", default="IVF_SQ8", help="comma-separated index types to measure")
     parser.add_argument("--skip-sql", action="store_true", help="measure Milvus only (keeps the SQL figures)")
     parser.add_argument(
         "--thumbnails", action="store_true", help="measure thumbnails only (keeps the other figures)"
@@ -384,7 +394,8 @@ def main() -> None:
     report.update(
         {
             "what": "storage per picture: SQL via ImageRepository.upsert (images + change-log row)",
-            "picture": "1280-d float32 vector (5,120 bytes), short ids, 2 attributes, region, 40-char custom",
+            "picture": f"{DIM}-d float16 vector ({DIM * 2:,} bytes, model {MODEL_ID}), short ids, "
+            "2 attributes, region, 40-char custom",
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "git_head": head,
         }
@@ -396,8 +407,12 @@ def main() -> None:
             report["postgresql"] = measure_postgres(args.postgres, args.rows)
             print(json.dumps(report["postgresql"], indent=1))
     if args.milvus:
-        report["milvus"] = measure_milvus(args.milvus, args.milvus_data, args.milvus_rows)
-        print(json.dumps(report["milvus"], indent=1))
+        report["milvus"] = {"git_head": head, "runs": []}
+        for index_type in args.milvus_index.split(","):
+            run = measure_milvus(args.milvus, args.milvus_data, args.milvus_rows, index_type.strip())
+            report["milvus"]["runs"].append(run)
+            print(json.dumps(run, indent=1))
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
     args.out.write_text(json.dumps(report, indent=1) + "\n")
 
 
