@@ -380,6 +380,7 @@ def fill_sql(
         if c % 10 == 9 or done == n:
             el = time.perf_counter() - t0
             print(f"  sql+truth {done:,}/{n:,}  {done / el:,.0f} rows/s  load {load()}", flush=True)
+    ImageRepository(engine).recount(INSTANCE)  # the rows bypassed upsert's counter
     t = time.perf_counter()
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

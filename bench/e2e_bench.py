@@ -424,6 +424,8 @@ class Bench:
                         )
                     conn.execute(insert(images), image_rows)
                     conn.execute(insert(changes), change_rows)
+            # The rows bypassed upsert, so the instance's picture counter is set from them.
+            ImageRepository(engine).recount(self.instance_id)
         finally:
             engine.dispose()
         # Force a full replay of the change log on the next start (a cold start).

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
@@ -22,9 +22,9 @@ from lookalike.domain.lifecycle import InstanceState, due_notices, state_at
 from lookalike.service.billing import BillingService
 from lookalike.storage import billing_repo as repo
 from lookalike.storage.db import write_transaction
+from lookalike.storage.images_repo import purge_instance_rows
 from lookalike.storage.locks import LockStore, SqlLockStore
 from lookalike.storage.sqltime import as_utc
-from lookalike.storage.tables import changes, images, thumbnails
 from lookalike.vectors.manager import IndexManager
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,7 @@ class LifecycleService:
             paid_until = as_utc(locked.expires_at) if locked.expires_at else None
             if paid_until is None or state_at(now, paid_until) is not InstanceState.RELEASED:
                 return  # renewed in the meantime
-            conn.execute(delete(images).where(images.c.instance_id == row.id))
-            conn.execute(delete(changes).where(changes.c.instance_id == row.id))
-            conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == row.id))
+            purge_instance_rows(conn, row.id)
             repo.set_status(conn, row.id, locked.status, "released", now)
             repo.add_event(
                 conn,

@@ -6,13 +6,13 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lookalike.domain.errors import INSTANCE_ALREADY_EXISTS, INVALID_PARAMETER, LookalikeError
 from lookalike.domain.models import AccessKey, Account, Instance, ServiceType
 from lookalike.storage.sqltime import as_utc
-from lookalike.storage.tables import access_keys, accounts, images, instances
+from lookalike.storage.tables import access_keys, accounts, instances
 
 
 def _new_id(prefix: str) -> str:
@@ -227,6 +227,6 @@ class InstanceRepository:
     def count_images(self, instance_id: str) -> int:
         with self._engine.connect() as conn:
             value = conn.execute(
-                select(func.count()).select_from(images).where(images.c.instance_id == instance_id)
-            ).scalar_one()
-        return int(value)
+                select(instances.c.image_count).where(instances.c.id == instance_id)
+            ).scalar_one_or_none()
+        return int(value or 0)

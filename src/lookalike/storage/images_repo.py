@@ -121,16 +121,37 @@ class ChangeBatch:
     upsert_scalars: list[dict[str, int | str]] | None = None
 
 
+def purge_instance_rows(conn: Connection, instance_id: str) -> None:
+    """Delete an instance's pictures, thumbnails and change log inside the caller's write transaction."""
+    conn.execute(delete(images).where(images.c.instance_id == instance_id))
+    conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
+    conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == instance_id))
+    conn.execute(update(instances).where(instances.c.id == instance_id).values(image_count=0))
+
+
 class ImageRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     @staticmethod
-    def _lock_instance(conn: Connection, instance_id: str) -> None:
-        # PostgreSQL: serializes an instance's writers across replicas, so its change seqs commit in order and
-        # a catch-up that has read up to seq N can never later find a smaller seq committing (SQLite has one
-        # writer at a time anyway).
-        conn.execute(select(instances.c.id).where(instances.c.id == instance_id).with_for_update())
+    def _lock_instance(conn: Connection, instance_id: str) -> int:
+        """Lock the instance row and return its picture count.
+
+        PostgreSQL: serializes an instance's writers across replicas, so its change seqs commit in order and
+        a catch-up that has read up to seq N can never later find a smaller seq committing (SQLite has one
+        writer at a time anyway, taken up front by write_transaction)."""
+        count = conn.execute(
+            select(instances.c.image_count).where(instances.c.id == instance_id).with_for_update()
+        ).scalar_one_or_none()
+        return int(count or 0)
+
+    @staticmethod
+    def _add_to_count(conn: Connection, instance_id: str, delta: int) -> None:
+        conn.execute(
+            update(instances)
+            .where(instances.c.id == instance_id)
+            .values(image_count=instances.c.image_count + delta)
+        )
 
     def _log_change(self, conn: Connection, instance_id: str, image_id: int, op: str) -> int:
         result = conn.execute(insert(changes).values(instance_id=instance_id, image_id=image_id, op=op))
@@ -165,15 +186,14 @@ class ImageRepository:
             updated_at=now,
             **image.attributes.as_filter_fields(),
         )
-        with self._engine.begin() as conn:
-            # Lock the instance row (PostgreSQL) so the capacity check and insert are one step.
-            self._lock_instance(conn, instance_id)
+        # Reads then writes: the write lock is taken up front (SQLite would otherwise fail the upgrade from
+        # reader to writer with "database is locked" when another add committed in between).
+        with write_transaction(self._engine) as conn:
+            # The locked instance row makes the capacity check and the insert one step.
+            count = self._lock_instance(conn, instance_id)
             existing = conn.execute(select(images.c.id).where(key)).scalar_one_or_none()
             if existing is None:
-                count = conn.execute(
-                    select(func.count()).select_from(images).where(images.c.instance_id == instance_id)
-                ).scalar_one()
-                if int(count) >= capacity:
+                if count >= capacity:
                     raise LookalikeError(
                         INSTANCE_OVER_QUOTA,
                         f"The number of items exceeds the limit: the instance holds {capacity} pictures.",
@@ -192,6 +212,7 @@ class ImageRepository:
                 assert pk is not None
                 image_id = int(pk[0])
                 created = True
+                self._add_to_count(conn, instance_id, 1)
             else:
                 image_id = int(existing)
                 conn.execute(update(images).where(images.c.id == image_id).values(**values))
@@ -252,6 +273,8 @@ class ImageRepository:
             return np.fromiter((int(r[0]) for r in ids), dtype=np.int64)
 
     def count(self, instance_id: str, filter_node: Node | None = None, category_id: int | None = None) -> int:
+        if filter_node is None and category_id is None:
+            return self.stored_count(instance_id)
         with self._engine.connect() as conn:
             value = conn.execute(
                 select(func.count())
@@ -352,7 +375,7 @@ class ImageRepository:
             clauses.append(images.c.product_id == product_id)
         if pic_name is not None:
             clauses.append(images.c.pic_name == pic_name)
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             self._lock_instance(conn, instance_id)
             rows = conn.execute(select(images.c.id, images.c.pic_name).where(*clauses)).all()
             if not rows:
@@ -365,13 +388,32 @@ class ImageRepository:
                 conn.execute(delete(thumbnails).where(thumbnails.c.image_id.in_(chunk)))
                 for image_id in chunk:
                     seq = self._log_change(conn, instance_id, image_id, "delete")
+            self._add_to_count(conn, instance_id, -len(ids))
         return DeleteResult(ids, [r.pic_name for r in rows], seq)
 
     def delete_instance_data(self, instance_id: str) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(delete(images).where(images.c.instance_id == instance_id))
-            conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
-            conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == instance_id))
+        with write_transaction(self._engine) as conn:
+            purge_instance_rows(conn, instance_id)
+
+    def stored_count(self, instance_id: str) -> int:
+        """Pictures an instance holds: the maintained counter, one row read at any size."""
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(instances.c.image_count).where(instances.c.id == instance_id)
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def recount(self, instance_id: str) -> int:
+        """Set the counter from the rows themselves (after a bulk load that bypassed upsert); the count."""
+        with write_transaction(self._engine) as conn:
+            self._lock_instance(conn, instance_id)
+            count = int(
+                conn.execute(
+                    select(func.count()).select_from(images).where(images.c.instance_id == instance_id)
+                ).scalar_one()
+            )
+            conn.execute(update(instances).where(instances.c.id == instance_id).values(image_count=count))
+        return count
 
     def last_seq(self, instance_id: str) -> int:
         """The newest change seq of an instance (0 if none): one probe of ix_changes_instance_seq."""
@@ -497,7 +539,7 @@ class ImageRepository:
         overwrite in between wins)."""
         if not rows:
             return
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(
                 update(images)
                 .where(images.c.id == bindparam("image_id"), images.c.model_id == old_model_id)

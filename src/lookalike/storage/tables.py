@@ -64,6 +64,9 @@ instances = Table(
     Column("auto_renew_unit", String(8), nullable=True),
     Column("auto_renew_count", Integer, nullable=True),
     Column("released_at", DateTime(timezone=True), nullable=True),
+    # Pictures stored, kept in step by every write of `images` (lookalike.storage.images_repo): the capacity
+    # check and the usage figure read one row instead of counting an instance's millions of rows.
+    Column("image_count", BigInteger, nullable=False, default=0, server_default="0"),
     Index(
         "uq_instances_live_name",
         "name",
