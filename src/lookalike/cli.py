@@ -71,6 +71,7 @@ def _save_admin_credentials(data_dir: Path, payload: dict[str, str]) -> Path:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from lookalike.api.limits import server_options
     from lookalike.api.rest.app import create_app
     from lookalike.service.container import build_services
 
@@ -119,7 +120,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     listener = _start_upload_listener(args, settings, services) if args.upload_port else None
     app = create_app(services)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            **server_options(settings.request_limits),
+        )
     finally:
         if listener is not None:
             listener.stop()

@@ -49,6 +49,21 @@ def parse_hosts(text: str) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on one HTTP request, enforced while it is read, before routing or authentication."""
+
+    # Largest request body on any route, in bytes; 0: twice image_limits.max_bytes plus 1 MiB (room for a
+    # base64 picture, urlencoded, and the other fields).
+    max_body_bytes: int = 0
+    max_header_bytes: int = 16 * 1024  # the request line and all headers together
+    max_headers: int = 100  # header lines of one request
+    max_form_fields: int = 1000  # fields of one form body (urlencoded or multipart) or query string
+
+    def body_bytes(self, image_limits: ImageLimits) -> int:
+        return self.max_body_bytes or image_limits.max_bytes * 2 + 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
     # Local state of this process: the SQLite database, vector indexes, server and link keys, models, uploads.
     data_dir: Path = Path("./data")
@@ -57,6 +72,7 @@ class Settings:
     # SQLite PRAGMA synchronous: NORMAL keeps every commit across a crash; FULL also across power loss.
     sqlite_synchronous: str = "NORMAL"
     image_limits: ImageLimits = field(default_factory=ImageLimits)
+    request_limits: RequestLimits = field(default_factory=RequestLimits)
     # Instances with fewer pictures are searched exactly (float16 rows), without the IVF index
     # (lookalike.vectors.planner).
     index_exact_below: int = 10_000

@@ -26,6 +26,7 @@ from lookalike.api.alibaba import errors as ae
 from lookalike.api.alibaba.dispatch import ACTIONS, Context, new_request_id
 from lookalike.api.alibaba.request import ROA_PATHS, AcsRequest, parse_request
 from lookalike.api.alibaba.signing import authenticate
+from lookalike.api.limits import BodyTooLarge, Refusal
 from lookalike.api.rest.errors import request_id as native_request_id
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
@@ -64,6 +65,17 @@ def _request_id(request: Request) -> str:
         return new_request_id()
 
 
+def is_alibaba_path(path: str) -> bool:
+    return path == "/" or path in ROA_PATHS
+
+
+def alibaba_refusal(request: Request, refusal: Refusal) -> Response:
+    """An Alibaba error body for a request refused by its size (an oversized body is InvalidPicContent,
+    as the real service answers a too-large picture)."""
+    code = e.INVALID_PIC_CONTENT if refusal.status == 413 else e.INVALID_PARAMETER
+    return ae.error_response(LookalikeError(code, refusal.reason), _request_id(request), "")
+
+
 def install_alibaba_routes(app: FastAPI, nonces: NonceStore | None = None) -> None:
     """Add the Alibaba routes to `app` (which must carry `app.state.services`).
 
@@ -94,7 +106,7 @@ async def handle(request: Request) -> Response:
     nonces: NonceStore = request.app.state.nonce_store
     acs: AcsRequest | None = None
     try:
-        acs = await parse_request(request)
+        acs = await parse_request(request, services.settings.request_limits.max_form_fields)
         account = await run_in_threadpool(authenticate, acs, services, nonces)
         handler = ACTIONS.get((acs.version, acs.action))
         if handler is None:
@@ -108,6 +120,8 @@ async def handle(request: Request) -> Response:
         if exc.http_status >= 500 or exc.code == e.INTERNAL_ERROR:
             log.error("Alibaba %s failed [%s]: %s", action or request.url.path, rid, exc)
         return ae.error_response(exc, rid, action)
+    except BodyTooLarge:
+        raise  # the limits middleware answers it
     except Exception:
         log.exception("Alibaba %s crashed [%s]", acs.action if acs else request.url.path, rid)
         return ae.internal_error_response(rid)

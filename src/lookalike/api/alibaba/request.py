@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from lookalike.config import RequestLimits
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 
@@ -20,7 +22,6 @@ ROA_PATHS = {
     "/v2/image/search": "SearchImage",
     "/v2/image/delete": "DeleteImage",
 }
-MAX_BODY_BYTES = 8 * 1024 * 1024  # a 4 MB picture as base64, urlencoded (~1.5x), plus the other fields
 
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
@@ -73,19 +74,31 @@ class AcsRequest:
         raise LookalikeError(e.INVALID_PARAMETER, f"The specified parameter {name} must be true or false.")
 
 
-async def parse_request(request: Request) -> AcsRequest:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise LookalikeError(e.INVALID_PIC_CONTENT, "The request body is too large.")
+def _parse_pairs(text: str, max_fields: int, where: str) -> list[tuple[str, str]]:
+    if text.count("&") >= max_fields:  # refused before any pair is decoded
+        raise LookalikeError(e.INVALID_PARAMETER, f"The {where} has more than {max_fields} fields.")
+    return parse_qsl(text, keep_blank_values=True, strict_parsing=False)
+
+
+def _parse_form(body: bytes, max_fields: int) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LookalikeError(e.INVALID_PARAMETER, "The form body is not UTF-8.") from None
+    return _parse_pairs(text, max_fields, "form body")
+
+
+async def parse_request(
+    request: Request, max_fields: int = RequestLimits().max_form_fields
+) -> AcsRequest:
+    body = await request.body()  # bounded while read (lookalike.api.limits)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     form: list[tuple[str, str]] = []
     if body and content_type in ("application/x-www-form-urlencoded", ""):
-        try:
-            form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            raise LookalikeError(e.INVALID_PARAMETER, "The form body is not UTF-8.") from None
+        # A worker thread: several MB of form must not stall the event loop (and every other request).
+        form = await run_in_threadpool(_parse_form, body, max_fields)
     raw_query = request.url.query
-    query = parse_qsl(raw_query, keep_blank_values=True)
+    query = _parse_pairs(raw_query, max_fields, "query string")
     headers = {k.lower(): v for k, v in request.headers.items()}
     parsed = AcsRequest(
         method=request.method.upper(),

@@ -18,6 +18,7 @@ from lookalike.api.console import (
     search_pages,
 )
 from lookalike.api.console.web import HERE, ConsoleRoute, render, services
+from lookalike.api.limits import Refusal
 
 # Each page module owns one area of the console and exports `router`.
 PAGE_MODULES = [
@@ -50,13 +51,15 @@ def no_such_page(request: Request, rest: str) -> Response:
     return render(request, "error.html", context, status=404)
 
 
-def console_too_large(request: Request, max_body: int) -> Response:
-    """The page for an upload over the size limit (refused before it is read)."""
-    megabytes = max_body / (1024 * 1024)
-    context = {
-        "title": "Upload too large",
-        "message": f"The upload is larger than {megabytes:.0f} MB; pictures are at most "
-        f"{services(request).settings.image_limits.max_bytes / (1024 * 1024):.0f} MB.",
-        "code": "InvalidPicContent",
-    }
-    return render(request, "error.html", context, status=413)
+def console_refusal(request: Request, refusal: Refusal) -> Response:
+    """The page for a request refused by its size, before a byte of it was parsed."""
+    if refusal.status == 413:
+        megabytes = services(request).settings.image_limits.max_bytes / (1024 * 1024)
+        context = {
+            "title": "Upload too large",
+            "message": f"{refusal.reason} Pictures are at most {megabytes:.0f} MB.",
+            "code": "InvalidPicContent",
+        }
+    else:
+        context = {"title": "Request refused", "message": refusal.reason, "code": "InvalidParameter"}
+    return render(request, "error.html", context, status=refusal.status)

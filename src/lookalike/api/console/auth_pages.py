@@ -17,6 +17,7 @@ from lookalike.api.console.web import (
     FormDep,
     SessionDep,
     field,
+    read_form,
     redirect,
     render,
     services,
@@ -98,7 +99,7 @@ def sign_in_form(request: Request, next: str = "/console/dashboard") -> Response
 
 @router.post("/sign-in", include_in_schema=False)
 async def sign_in(request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     name, password = field(form, "name"), form.get("password")
     target = _safe_next(field(form, "next", "/console/dashboard"))
     if not _form_token_matches(request, form):
@@ -119,7 +120,7 @@ def sign_up_form(request: Request) -> Response:
 
 @router.post("/sign-up", include_in_schema=False)
 async def sign_up(request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     name = field(form, "name")
     password, confirm = form.get("password"), form.get("confirm")
     auth = services(request).console_auth

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.money import format_amount
@@ -69,9 +70,19 @@ SessionDep = Annotated[ConsoleSession, Depends(signed_in)]
 OperatorDep = Annotated[ConsoleSession, Depends(operator)]
 
 
+async def read_form(request: Request) -> FormData:
+    """The posted form, with at most `request_limits.max_form_fields` fields (the body itself is bounded by
+    lookalike.api.limits before it gets here); a malformed or oversized form is the page's error."""
+    limit = services(request).settings.request_limits.max_form_fields
+    try:
+        return await request.form(max_fields=limit, max_files=limit)
+    except StarletteHTTPException as exc:
+        raise LookalikeError("InvalidParameter", f"The form could not be read: {exc.detail}") from None
+
+
 async def checked_form(request: Request, session: SessionDep) -> FormData:
     """The posted form, after its CSRF token matched the session's (compared in constant time)."""
-    form = await request.form()
+    form = await read_form(request)
     token = form.get(CSRF_FIELD)
     if not session.csrf_matches(token if isinstance(token, str) else None):
         raise CsrfRejected()
@@ -163,6 +174,13 @@ class ConsoleRoute(APIRoute):
                     {"title": "Form expired", "message": "The form is stale or came from elsewhere. "
                      "Reload the page and try again."},
                     status=403,
+                )
+            except StarletteHTTPException as exc:  # e.g. a form the parser refused, before any dependency ran
+                return render(
+                    request,
+                    "error.html",
+                    {"title": "That did not work", "message": str(exc.detail), "code": "InvalidParameter"},
+                    status=exc.status_code if 400 <= exc.status_code < 500 else 400,
                 )
             except LookalikeError as exc:
                 status = exc.http_status if 400 <= exc.http_status < 600 else 400

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lookalike.api.limits import BodyTooLarge
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 
@@ -63,6 +64,12 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "HttpError"
         )
         return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(BodyTooLarge)
+    async def _cut(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        # Never sent: the limits middleware replaces it with the refusal in the request's dialect. Handled
+        # here only so a cut body is not logged as a crash.
+        return error_response(request, 413, e.INVALID_PIC_CONTENT, "The request body is too large.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
