@@ -87,8 +87,13 @@ def database_url() -> Iterator[str | None]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, model_cache: Path, database_url: str | None) -> Settings:
-    return make_settings(tmp_path / "data", database_url, model_cache_dir=model_cache)
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, model_cache: Path, database_url: str | None
+) -> Settings:
+    # @pytest.mark.settings(name=value, ...) on a test overrides those settings.
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker is not None else {}
+    return make_settings(tmp_path / "data", database_url, model_cache_dir=model_cache, **overrides)
 
 
 @pytest.fixture

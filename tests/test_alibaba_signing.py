@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import quote, urlencode
@@ -23,14 +24,15 @@ import pytest
 from starlette.requests import Request
 
 from lookalike.api.alibaba import errors as ae
-from lookalike.api.alibaba.request import AcsRequest, parse_request
+from lookalike.api.alibaba.request import ROA_PATHS, AcsRequest, parse_request
 from lookalike.api.alibaba.signing import authenticate
 from lookalike.clock import ManualClock
+from lookalike.config import Settings
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account
 from lookalike.service.container import Services
-from lookalike.storage.nonce_store import InMemoryNonceStore
+from lookalike.storage.nonce_store import InMemoryNonceStore, NonceStoreFull
 
 AK, SECRET = "testAK", "testSecret"
 NOW = datetime(2026, 11, 26, 4, 26, 40, tzinfo=UTC)
@@ -62,6 +64,11 @@ class FakeServices:
     def __init__(self) -> None:
         self.accounts = FakeAccounts()
         self.request_clock = ManualClock(NOW)
+        self.settings = Settings()
+
+    def allowing_legacy_roa(self) -> FakeServices:
+        self.settings = replace(self.settings, alibaba_roa_allow_no_nonce=True)
+        return self
 
 
 @pytest.fixture
@@ -220,7 +227,7 @@ def roa_request(
         "x-acs-signature-method": "HMAC-SHA1",
         "x-acs-signature-version": "1.0",
         "x-acs-version": "2019-03-25",
-        "x-acs-action": "SearchImage",
+        "x-acs-action": ROA_PATHS[path],
         "x-acs-region-id": "cn-shanghai",
     }
     if nonce is not None:
@@ -440,12 +447,18 @@ def test_rpc_wrong_secret_and_tampering(svc: FakeServices, nonces: InMemoryNonce
     refused(e.SIGNATURE_MISMATCH, tampered, svc, nonces)
 
 
-def test_rpc_dispatch_follows_the_signed_action(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
+def test_rpc_header_disagreeing_with_the_signed_action_is_refused(
+    svc: FakeServices, nonces: InMemoryNonceStore
+) -> None:
     # x-acs-action is not covered by the RPC signature: a rewritten header must not change the action.
     req = rpc_request(headers={"x-acs-action": "DeleteImage", "x-acs-version": "2020-12-14"})
     assert req.action == "DeleteImage"  # what the parser saw first
-    auth(req, svc, nonces)
-    assert req.action == "AddImage"
+    with pytest.raises(LookalikeError) as err:
+        auth(req, svc, nonces)
+    assert err.value.code == e.INVALID_PARAMETER and "more than one Action" in err.value.message
+    agreeing = rpc_request(nonce="agree", headers={"x-acs-action": "AddImage", "x-acs-version": "2020-12-14"})
+    auth(agreeing, svc, nonces)
+    assert agreeing.action == "AddImage"
 
 
 def test_rpc_freshness_nonce_and_method(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
@@ -482,9 +495,30 @@ def test_roa_legacy_style_with_content_md5_and_query(svc: FakeServices, nonces: 
         content_md5=True,
         path="/v2/image/add",
     )
+    refused(ae.MISSING_NONCE, req, svc, nonces)  # by default a ROA request needs a nonce
+    svc.allowing_legacy_roa()
     auth(req, svc, nonces)
-    # With no nonce a replay inside the window is possible by design (the protocol has none to check).
+    # With no nonce a replay inside the window is possible (the protocol has none to check); the body
+    # is bound by Content-MD5.
     auth(req, svc, nonces)
+
+
+def test_roa_without_nonce_nor_content_md5_is_refused_even_for_legacy_clients(
+    svc: FakeServices, nonces: InMemoryNonceStore
+) -> None:
+    # Otherwise one captured signature would delete any ProductId: ROA signs no body.
+    form = [("InstanceName", "shop"), ("ProductId", "p1")]
+    req = roa_request(form=form, nonce=None, path="/v2/image/delete")
+    refused(ae.MISSING_NONCE, req, svc.allowing_legacy_roa(), nonces)
+
+
+def test_roa_header_naming_another_action_than_the_path_is_refused(
+    svc: FakeServices, nonces: InMemoryNonceStore
+) -> None:
+    req = roa_request(path="/v2/image/search", nonce="n-path")
+    req.headers["x-acs-action"] = "DeleteImage"  # the signature would not match either; dispatch is checked
+    with pytest.raises(LookalikeError):
+        auth(req, svc, nonces)
 
 
 def test_roa_empty_query_value_both_generations(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
@@ -493,8 +527,12 @@ def test_roa_empty_query_value_both_generations(svc: FakeServices, nonces: InMem
 
 
 def test_roa_content_md5_must_match_body(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
-    req = roa_request(form=[("ProductId", "a")], content_md5=True, body_override=b"ProductId=b", nonce=None)
+    req = roa_request(form=[("ProductId", "a")], content_md5=True, body_override=b"ProductId=b", nonce="md5")
     refused(ae.CONTENT_MD5_MISMATCH, req, svc, nonces)
+    legacy = roa_request(
+        form=[("ProductId", "a")], content_md5=True, body_override=b"ProductId=b", nonce=None
+    )
+    refused(ae.CONTENT_MD5_MISMATCH, legacy, svc.allowing_legacy_roa(), nonces)
 
 
 def test_roa_wrong_secret_date_and_nonce(svc: FakeServices, nonces: InMemoryNonceStore) -> None:
@@ -526,12 +564,30 @@ def test_nonce_store_remembers_until_ttl() -> None:
     assert len(store) == 1
 
 
-def test_nonce_store_is_bounded() -> None:
-    store = InMemoryNonceStore(max_entries=100)
-    for i in range(1000):
-        assert store.remember(f"n{i}", 0.0, 1000.0 + i)
-    assert len(store) == 100
-    assert not store.remember("n999", 1.0, 10.0)  # the newest survive eviction
+def test_nonce_store_is_bounded_per_key_and_never_forgets_a_live_nonce() -> None:
+    store = InMemoryNonceStore(max_entries=250, max_per_scope=100)
+    for i in range(100):
+        assert store.remember(f"flood\nn{i}", 0.0, 1000.0)
+    with pytest.raises(NonceStoreFull):  # the flooding key is throttled...
+        store.remember("flood\nmore", 1.0, 1000.0)
+    assert store.remember("victim\nv1", 1.0, 1000.0)  # ...not the others
+    assert not store.remember("victim\nv1", 2.0, 1000.0)  # and nobody's nonce was evicted
+    assert not store.remember("flood\nn0", 2.0, 1000.0)
+    assert store.remember("flood\nlater", 1000.0, 10.0)  # room again once its nonces expired
+    for i in range(248):  # 2 live entries + 248 = the store's 250, ~50 per key
+        assert store.remember(f"k{i % 5}\nx{i}", 1000.0, 10.0)
+    with pytest.raises(NonceStoreFull):  # the store's own bound: refused, not evicted
+        store.remember("k9\ny", 1000.0, 10.0)
+    assert len(store) <= 250
+
+
+def test_flooding_key_gets_denied_request_not_a_replay_window(nonces: InMemoryNonceStore) -> None:
+    svc = FakeServices()
+    small = InMemoryNonceStore(max_per_scope=2)
+    auth(rpc_request(nonce="f1"), svc, small)
+    auth(rpc_request(nonce="f2"), svc, small)
+    refused(e.DENIED_REQUEST, rpc_request(nonce="f3"), svc, small)
+    refused(ae.NONCE_USED, rpc_request(nonce="f1"), svc, small)
 
 
 def test_nonce_store_is_thread_safe() -> None:
@@ -609,3 +665,19 @@ def test_denied_request_has_no_acs_retry_after() -> None:
 def test_internal_error_hides_details() -> None:
     resp = ae.error_response(LookalikeError(e.INTERNAL_ERROR, "/var/lib/secret.db locked"), "RID", "AddImage")
     assert b"secret.db" not in bytes(resp.body)
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Mon, 01 Jan 2020 00:00:00 +99999999999999999999",
+        "Fri, 31 Dec 9999 23:59:59 -2359",
+        "Mon, 99 Jan 2020 00:00:00 GMT",
+    ],
+)
+def test_roa_absurd_dates_are_client_errors(svc: FakeServices, nonces: InMemoryNonceStore, date: str) -> None:
+    req = roa_request(nonce="d1")
+    req.headers["date"] = date
+    with pytest.raises(LookalikeError) as err:
+        auth(req, svc, nonces)
+    assert err.value.code in (ae.TIMESTAMP_FORMAT, ae.TIMESTAMP_EXPIRED)

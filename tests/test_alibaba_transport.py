@@ -93,16 +93,29 @@ def test_2019_client(live: tuple[str, Tenant], v2: bool) -> None:
     assert resp.status_code == 200 and resp.body.success is True
 
 
-def test_legacy_core_roa_add_and_search(live: tuple[str, Tenant]) -> None:
-    # Legacy ROA: Content-MD5 over a real picture body, ?RegionId= in the query, no nonce.
-    endpoint, t = live
-    client = legacy_core(endpoint, t.key_id, t.secret)
+def legacy_add(endpoint: str, t: Tenant) -> Any:
     add = AddImageRequest()
     add.set_InstanceName("shop")
     add.set_ProductId(SPECIAL)
     add.set_PicName("red.jpg")
     add.set_PicContent(base64.b64encode(make_photo(320, 240, seed=5)).decode())
-    added = json.loads(client.do_action_with_exception(legacy_request(add, endpoint)))
+    return legacy_core(endpoint, t.key_id, t.secret).do_action_with_exception(legacy_request(add, endpoint))
+
+
+def test_legacy_core_roa_needs_the_operator_setting(live: tuple[str, Tenant]) -> None:
+    # It sends no nonce: refused by default, with the reason.
+    endpoint, t = live
+    with pytest.raises(ServerException) as refused:
+        legacy_add(endpoint, t)
+    assert (refused.value.get_error_code(), refused.value.get_http_status()) == ("MissingSignatureNonce", 400)
+
+
+@pytest.mark.settings(alibaba_roa_allow_no_nonce=True)
+def test_legacy_core_roa_add_and_search(live: tuple[str, Tenant]) -> None:
+    # Legacy ROA: Content-MD5 over a real picture body, ?RegionId= in the query, no nonce.
+    endpoint, t = live
+    client = legacy_core(endpoint, t.key_id, t.secret)
+    added = json.loads(legacy_add(endpoint, t))
     assert added["Success"] is True
     search = SearchImageRequest()
     search.set_InstanceName("shop")
@@ -137,6 +150,7 @@ def test_wrong_secret(live: tuple[str, Tenant], factory: Any) -> None:
     assert "StringToSign" not in str(exc.value) and "ACS3-HMAC-SHA256\n" not in str(exc.value)
 
 
+@pytest.mark.settings(alibaba_roa_allow_no_nonce=True)
 def test_wrong_secret_2019_roa_and_legacy(live: tuple[str, Tenant]) -> None:
     endpoint, t = live
     with pytest.raises(ClientException) as exc:

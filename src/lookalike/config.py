@@ -104,6 +104,10 @@ class Settings:
     # Hosts a task's CallbackAddress may name (exact host names, "a.example,b").
     callback_hosts: frozenset[str] = field(default=frozenset(), metadata={"parse": parse_hosts})
     callback_timeout_s: float = 5.0  # seconds one task-completion callback request may take
+    # Accept 2019-03-25 ROA requests (HMAC-SHA1, `Authorization: acs`) without x-acs-signature-nonce, as the
+    # legacy aliyun-python-sdk-core sends them. Such a request must carry a Content-MD5 of its body (ROA
+    # signs no body otherwise), and the same bytes can be replayed within the 15-minute Date window.
+    alibaba_roa_allow_no_nonce: bool = False
     # Shared state for several replicas: rate limits, signature nonces and the sweep lock live in this Redis
     # (redis://host:port/db; needs the [scale] extra). None: in memory per process and the SQL job_leases.
     redis_url: str | None = None

@@ -15,10 +15,12 @@ What each scheme binds (and so what a man in the middle could still alter):
   require the headers that steer dispatch and replay protection (x-acs-action, x-acs-version,
   x-acs-signature-nonce) to be among the SignedHeaders whenever they are present; the SDK always signs them.
 * RPC signs every query and form parameter, but not the x-acs-action / x-acs-version headers the SDKs also
-  send, so dispatch is re-bound to the signed `Action` / `Version` parameters here.
+  send, so dispatch is bound to the signed `Action` / `Version` parameters, and a header that disagrees
+  with them is refused (bind_dispatch).
 * ROA signs method, Accept, Content-MD5, Content-Type, Date, all x-acs-* headers and path+query, but not the
-  body; only Content-MD5 covers it, and the tea-based 2019 client does not send one. That is the protocol;
-  when Content-MD5 is present it is checked against the body.
+  body; only Content-MD5 covers it. So a nonce is required (one signature, one request): without it a
+  captured signature would carry any other body for 15 minutes. `alibaba_roa_allow_no_nonce` admits the
+  legacy core SDK, which sends no nonce, but then only with a Content-MD5 (checked against the body).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from typing import Final
 from urllib.parse import quote
 
 from lookalike.api.alibaba import errors as ae
-from lookalike.api.alibaba.request import AcsRequest
+from lookalike.api.alibaba.request import ROA_PATHS, AcsRequest
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account
 from lookalike.service.container import Services
-from lookalike.storage.nonce_store import NonceStore
+from lookalike.storage.nonce_store import NonceStore, NonceStoreFull
 
 FRESHNESS_S: Final = 15 * 60
 MAX_NONCE_LEN: Final = 128
@@ -127,13 +129,21 @@ def _same(expected: str, given: str) -> bool:
 
 
 def authenticate(req: AcsRequest, services: Services, nonces: NonceStore) -> Account:
+    """The caller's account, once the signature verified; `req.action`/`req.version` are then bound to
+    what the signature covers (see bind_dispatch)."""
     auth = req.headers.get("authorization", "").strip()
     if auth.startswith("ACS3-"):
-        return _verify_v3(req, auth, services, nonces)
+        account = _verify_v3(req, auth, services, nonces)
+        bind_dispatch(req, headers_signed=True)
+        return account
     if auth[:4].lower() == "acs ":
-        return _verify_roa(req, auth, services, nonces)
+        account = _verify_roa(req, auth, services, nonces)
+        bind_dispatch(req, headers_signed=True)  # every x-acs-* header is in the ROA string to sign
+        return account
     if any(k == "Signature" for k, _ in req.query):
-        return _verify_rpc(req, services, nonces)
+        account = _verify_rpc(req, services, nonces)
+        bind_dispatch(req, headers_signed=False)
+        return account
     if auth:
         raise LookalikeError(ae.INCOMPLETE_SIGNATURE, "The Authorization header uses an unsupported scheme.")
     if any(k == "AccessKeyId" for k, _ in req.query):
@@ -205,11 +215,6 @@ def _verify_rpc(req: AcsRequest, services: Services, nonces: NonceStore) -> Acco
     if not _same(expected, query["Signature"]):
         raise LookalikeError(e.SIGNATURE_MISMATCH, _BAD_SIGNATURE_MESSAGE)
     _use_nonce(nonces, key_id, nonce, when, services)
-    # The x-acs-action/x-acs-version headers are not covered by this scheme: dispatch on what was signed.
-    if "Action" in query:
-        req.action = query["Action"]
-    if "Version" in query:
-        req.version = query["Version"]
     return account
 
 
@@ -228,12 +233,19 @@ def _verify_roa(req: AcsRequest, auth: str, services: Services, nonces: NonceSto
             ae.INCOMPLETE_SIGNATURE, "Only x-acs-signature-method HMAC-SHA1, version 1.0 is supported."
         )
     when = _check_fresh(_parse_rfc1123(req.headers.get("date")), "Date", services)
-    # The legacy core SDK sends no nonce; then only the Date window limits replays.
     nonce = req.headers.get("x-acs-signature-nonce")
-    if nonce is not None:
-        _check_nonce_shape(nonce, "x-acs-signature-nonce")
-    account, secret = services.accounts.resolve_key(key_id)
     content_md5 = req.headers.get("content-md5")
+    if nonce is not None or not services.settings.alibaba_roa_allow_no_nonce:
+        # ROA signs no body: without a one-time nonce, a captured signature would carry any other body
+        # (another ProductId to delete, another picture to search) for the whole Date window.
+        _check_nonce_shape(nonce or "", "x-acs-signature-nonce")
+    elif content_md5 is None:
+        # Legacy clients (no nonce) are accepted only with the body bound by Content-MD5.
+        raise LookalikeError(
+            ae.MISSING_NONCE,
+            "x-acs-signature-nonce is mandatory; a request without one needs a Content-MD5 of its body.",
+        )
+    account, secret = services.accounts.resolve_key(key_id)
     if content_md5 is not None:
         actual = base64.b64encode(hashlib.md5(req.body).digest()).decode()
         if not _same(actual, content_md5.strip()):
@@ -255,6 +267,44 @@ def _verify_roa(req: AcsRequest, auth: str, services: Services, nonces: NonceSto
     return account
 
 
+# --- dispatch ---
+
+_DISPATCH: Final = (("Action", "x-acs-action"), ("Version", "x-acs-version"))
+_ROA_VERSION: Final = "2019-03-25"
+
+
+def bind_dispatch(req: AcsRequest, *, headers_signed: bool) -> None:
+    """Dispatch only on a signed Action/Version, and only when every place that names one agrees.
+
+    An action can be named by the x-acs-action header, by Action in the query or the form body, and (ROA)
+    by the path. A request whose places disagree is refused: otherwise a signed read could be sent with an
+    unsigned header naming a delete. Under RPC HMAC-SHA1 the headers are not signed, so there the action
+    must come from the signed parameters."""
+    for name, header in _DISPATCH:
+        claims: list[tuple[str, str, bool]] = []  # (where, value, signed)
+        if header in req.headers:
+            claims.append((f"the {header} header", req.headers[header], headers_signed))
+        claims += [(f"{name} in the query", v, True) for k, v in req.query if k == name]
+        claims += [(f"{name} in the body", v, True) for k, v in req.form if k == name]
+        if req.path in ROA_PATHS:
+            implied = ROA_PATHS[req.path] if name == "Action" else _ROA_VERSION
+            claims.append((f"the path {req.path}", implied, True))
+        values = {value for _, value, _ in claims}
+        if len(values) > 1:
+            places = ", ".join(f"{where} says {value[:64]!r}" for where, value, _ in claims)
+            raise LookalikeError(e.INVALID_PARAMETER, f"The request names more than one {name}: {places}.")
+        signed = [value for _, value, is_signed in claims if is_signed]
+        if claims and not signed:
+            raise LookalikeError(
+                e.INVALID_PARAMETER, f"{name} must be among the signed parameters of this request."
+            )
+        if signed:
+            if name == "Action":
+                req.action = signed[0]
+            else:
+                req.version = signed[0]
+
+
 # --- freshness and nonces ---
 
 
@@ -263,7 +313,7 @@ def _parse_iso8601(value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -273,7 +323,7 @@ def _parse_rfc1123(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # e.g. a zone offset of 20 digits
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -283,7 +333,10 @@ def _check_fresh(when: datetime | None, field: str, services: Services) -> float
         raise LookalikeError(
             ae.TIMESTAMP_FORMAT, f"The specified {field} is missing or not in the expected format."
         )
-    stamp = when.timestamp()
+    try:
+        stamp = when.timestamp()
+    except (OverflowError, ValueError, OSError):  # a date at the edge of datetime's range, once offset
+        raise LookalikeError(ae.TIMESTAMP_FORMAT, f"The specified {field} is out of range.") from None
     if abs(services.request_clock.timestamp() - stamp) > FRESHNESS_S:
         raise LookalikeError(
             ae.TIMESTAMP_EXPIRED, f"The specified {field} is more than 15 minutes away from the server time."
@@ -302,5 +355,13 @@ def _use_nonce(nonces: NonceStore, key_id: str, nonce: str, when: float, service
     now = services.request_clock.timestamp()
     # Remember it as long as a request with this timestamp could still pass the freshness check.
     ttl = max(1.0, when + FRESHNESS_S - now + 1.0)
-    if not nonces.remember(f"{key_id}\n{nonce}", now, ttl):
+    try:
+        new = nonces.remember(f"{key_id}\n{nonce}", now, ttl)
+    except NonceStoreFull:
+        raise LookalikeError(
+            e.DENIED_REQUEST,
+            "Too many signed requests from this AccessKey within the 15-minute window; retry later.",
+            retry_after=60.0,
+        ) from None
+    if not new:
         raise LookalikeError(ae.NONCE_USED, "Specified signature nonce was used already.")
