@@ -317,6 +317,24 @@ def test_post_object_refuses_tampering(tenant: Tenant, endpoint: str, uploads: s
     )
 
 
+def test_one_grant_stores_one_object(
+    services: Services, tenant: Tenant, endpoint: str, uploads: str, clock: ManualClock
+) -> None:
+    grant = authorize(endpoint, tenant)
+    fields = grant_fields(grant)
+    first = post_object(uploads, fields, jpeg("coffee"))
+    assert first.status_code == 201
+    clock.advance(60)
+    retry = post_object(uploads, fields, jpeg("coffee"))  # a client retrying the same bytes: same answer
+    assert retry.status_code == 201 and retry.headers["ETag"] == first.headers["ETag"]
+    other = post_object(uploads, fields, jpeg("rocket"))  # the grant is not reusable storage
+    assert (other.status_code, _xml_code(other)) == (403, "AccessDenied")
+    assert "used already" in other.text
+    # Neither the retry nor the refusal moved the object's expiry: it lapses TTL_S after the first post.
+    clock.advance(TTL_S - 60 + 1)
+    expect_invalid_url(endpoint, tenant, pic_url(grant))
+
+
 # --- expiry ---
 
 

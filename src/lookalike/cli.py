@@ -599,7 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import", help="bulk-add a directory or a JSON-lines manifest through the API")
     data_dir_option(imp)
-    imp.add_argument("source", help="a directory of pictures, or a .jsonl manifest")
+    imp.add_argument(
+        "source",
+        help="a directory of pictures, or a .jsonl manifest; a manifest's paths are read as given, "
+        "absolute and '..' ones included (it is your own file: do not import a manifest you did not write)",
+    )
     imp.add_argument("--instance", required=True)
     imp.add_argument("--url", default=os.environ.get("LOOKALIKE_URL", "http://127.0.0.1:8000"))
     imp.add_argument("--key-id", default=None)

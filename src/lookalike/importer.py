@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +104,7 @@ class Journal:
         with self._lock:
             self._handle.write(item.key + "\n")
             self._handle.flush()
+            os.fsync(self._handle.fileno())  # what the docstring promises: the line survives a crash
             self.done.add(item.key)
 
     def close(self) -> None:

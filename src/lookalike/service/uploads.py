@@ -141,6 +141,7 @@ class UploadStore:
             split_public_host(public_host)  # fail at start-up, not at the first Advance call
         self._server_key: bytes | None = None
         self._lock = threading.Lock()
+        self._receive_lock = threading.Lock()  # check-and-store of one grant's object is one step
         self._last_sweep = float("-inf")
 
     @classmethod
@@ -290,11 +291,19 @@ class UploadStore:
         if not data:
             raise UploadRefused("EntityTooSmall", "Your proposed upload is smaller than the minimum.", 400)
         meta, blob = self._paths(match.group(1), match.group(2))
-        _write_atomic(blob, data)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest().upper()
-        record["etag"] = etag
-        record["expires_at"] = now + self.ttl_s
-        _write_atomic(meta, json.dumps(record).encode())
+        with self._receive_lock:
+            # One grant, one object: re-posting the same bytes (a client retry) is answered as before,
+            # without moving the expiry; other bytes are refused, so a grant cannot be reused as storage.
+            current = self._load(match.group(1), match.group(2))
+            if current is not None and current.get("etag") is not None:
+                if current["etag"] != etag:
+                    raise UploadRefused("AccessDenied", "This upload grant was used already.", 403)
+            else:
+                _write_atomic(blob, data)
+                record["etag"] = etag
+                record["expires_at"] = now + self.ttl_s
+                _write_atomic(meta, json.dumps(record).encode())
         bucket, endpoint = split_public_host(self.public_host) if self.public_host else ("", "")
         return StoredObject(bucket=bucket, endpoint=endpoint, key=key, etag=etag, size=len(data))
 

@@ -48,6 +48,8 @@ from starlette.routing import Route
 from lookalike.api.alibaba.dispatch import Context, action
 from lookalike.api.alibaba.pic_content import URL_RESOLVERS
 from lookalike.api.alibaba.request import AcsRequest
+from lookalike.api.limits import server_options
+from lookalike.config import RequestLimits
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.service.uploads import UploadRefused, UploadsDisabled, UploadStore
@@ -364,6 +366,7 @@ class UploadListener:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            **server_options(RequestLimits()),  # headers bounded by the parser, as on the API port
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
