@@ -14,7 +14,7 @@ from typing import Literal
 import pytest
 
 from lookalike.cli import _settings, build_parser
-from lookalike.config import ConfigError, Settings, _show, env_name, env_values, settings_reference
+from lookalike.config import Bucket, ConfigError, Settings, _show, env_name, env_values, settings_reference
 from lookalike.vision.decode import ImageLimits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def test_from_env_parses_each_kind_of_field() -> None:
             "LOOKALIKE_TRIAL_SEATS": "1_000",
             "LOOKALIKE_SWEEP_INTERVAL_S": "2.5",
             "LOOKALIKE_EMBED_THREADS": "",  # empty unsets an optional setting
-            "LOOKALIKE_BUCKETS": "imports=/srv/import, archive = /srv/archive",
+            "LOOKALIKE_BUCKETS": "imports@acme=/srv/import, archive@* = /srv/archive",
             "LOOKALIKE_CALLBACK_HOSTS": "Hooks.Example.com,b",
             "LOOKALIKE_IMAGE_LIMITS_MAX_BYTES": "8388608",
             "LOOKALIKE_PUBLIC_URL": "https://search.example.com",  # the older name still works
@@ -39,7 +39,10 @@ def test_from_env_parses_each_kind_of_field() -> None:
     assert settings.database_url == "postgresql+psycopg://u@db/x"
     assert settings.trial_seats == 1000 and settings.sweep_interval_s == 2.5
     assert settings.embed_threads is None
-    assert settings.buckets == {"imports": Path("/srv/import"), "archive": Path("/srv/archive")}
+    assert settings.buckets == {
+        "imports": Bucket(Path("/srv/import"), frozenset({"acme"})),
+        "archive": Bucket(Path("/srv/archive"), frozenset({"*"})),
+    }
     assert settings.callback_hosts == frozenset({"hooks.example.com", "b"})
     assert settings.image_limits == ImageLimits(max_bytes=8388608)
     assert settings.public_base_url == "https://search.example.com"
@@ -51,7 +54,7 @@ def test_from_env_parses_each_kind_of_field() -> None:
 def test_defaults_never_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings() is the defaults; only from_env/load read variables (tests build Settings side by side)."""
     monkeypatch.setenv("LOOKALIKE_REDIS_URL", "redis://elsewhere:6379/0")
-    monkeypatch.setenv("LOOKALIKE_BUCKETS", "x=/y")
+    monkeypatch.setenv("LOOKALIKE_BUCKETS", "x@*=/y")
     assert Settings().redis_url is None and Settings().buckets == {}
     assert Settings.from_env().redis_url == "redis://elsewhere:6379/0"
 
@@ -97,6 +100,7 @@ def test_env_values_follow_the_annotations_generically() -> None:
     [
         ("LOOKALIKE_TRIAL_SEATS", "many"),
         ("LOOKALIKE_BUCKETS", "no-equals-sign"),
+        ("LOOKALIKE_BUCKETS", "imports=/srv/import"),  # no accounts: nobody said who may read it
         ("LOOKALIKE_SWEEP_INTERVAL_S", ""),  # not optional: empty is an error, not None
     ],
 )
@@ -133,8 +137,9 @@ sweep_interval_s = 10
 callback_hosts = ["A.example"]
 redis_url = "redis://file:6379/0"
 
-[buckets]
-imports = "/srv/import"
+[buckets.imports]
+path = "/srv/import"
+accounts = ["acme", "globex"]
 
 [image_limits]
 min_side = 50
@@ -145,7 +150,7 @@ min_side = 50
     assert from_file.data_dir == Path("/from/file") and from_file.trial_seats == 5
     assert from_file.sweep_interval_s == 10.0 and isinstance(from_file.sweep_interval_s, float)
     assert from_file.callback_hosts == frozenset({"a.example"})
-    assert from_file.buckets == {"imports": Path("/srv/import")}
+    assert from_file.buckets == {"imports": Bucket(Path("/srv/import"), frozenset({"acme", "globex"}))}
     assert from_file.image_limits == ImageLimits(min_side=50)
 
     loaded = Settings.load({"LOOKALIKE_TRIAL_SEATS": "7", "LOOKALIKE_REDIS_URL": ""}, config)

@@ -25,7 +25,7 @@ from alibaba_live import client_v3, live_server
 from conftest import Tenant, make_settings
 from lookalike.api.rest.app import create_app
 from lookalike.clock import ManualClock
-from lookalike.config import Settings, parse_buckets, parse_hosts
+from lookalike.config import Bucket, Settings, parse_buckets, parse_hosts
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Attributes
 from lookalike.service.container import Services, build_services
@@ -60,7 +60,7 @@ def settings(tmp_path: Path, model_cache: Path, bucket: Path, database_url: str 
         tmp_path / "data",
         database_url,
         model_cache_dir=model_cache,
-        buckets={BUCKET: bucket},
+        buckets={BUCKET: Bucket(bucket, frozenset({"*"}))},
         callback_hosts=frozenset({"127.0.0.1"}),
         public_base_url=PUBLIC,
     )
@@ -347,7 +347,9 @@ def test_increase_refuses_bad_buckets_paths_and_callbacks(
         assert info.value.code == "InvalidParameter"
         return info.value.message
 
-    assert "Unknown bucket" in refused(bucket_name="nope")
+    missing = refused(path="/batch/absent.meta")
+    assert "No increment.meta" in missing
+    assert refused(bucket_name="nope", path="/batch/absent.meta") == missing.replace(BUCKET, "nope")
     refused(bucket_name=None)
     refused(path=None)
     refused(path="batch/increment.meta")  # not absolute
@@ -582,9 +584,14 @@ def test_callback_failure_never_blocks_the_task(services: Services, tenant: Tena
 
 
 def test_settings_parsers() -> None:
-    assert parse_buckets(" a=/x , b=/y/z ,") == {"a": Path("/x"), "b": Path("/y/z")}
-    with pytest.raises(ValueError):
-        parse_buckets("a")
+    assert parse_buckets(" a@acme=/x , b@acme+acc_12=/y/z ,c@*=/w") == {
+        "a": Bucket(Path("/x"), frozenset({"acme"})),
+        "b": Bucket(Path("/y/z"), frozenset({"acme", "acc_12"})),
+        "c": Bucket(Path("/w"), frozenset({"*"})),
+    }
+    for malformed in ("a", "a=/x", "a@=/x", "@acme=/x", "a@acme="):
+        with pytest.raises(ValueError):
+            parse_buckets(malformed)
     assert parse_hosts("Hooks.Example.com, 127.0.0.1,") == frozenset({"hooks.example.com", "127.0.0.1"})
 
 

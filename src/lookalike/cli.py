@@ -479,8 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--bucket",
         action="append",
         default=[],
-        metavar="NAME=DIR",
-        help="an IncreaseInstance bucket (repeat)",
+        metavar="NAME@ACCOUNT=DIR",
+        help="an IncreaseInstance bucket and the accounts (ids or names, joined by +) that may use it, "
+        "e.g. imports@acme+globex=/srv/import; NAME@*=DIR lets every account use it (repeat)",
     )
     serve.add_argument(
         "--callback-host", action="append", default=[], help="a host CallbackAddress may name (repeat)"

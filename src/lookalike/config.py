@@ -30,17 +30,64 @@ from typing import Any, Final, Literal, TypeVar, Union, cast, get_args, get_orig
 
 from lookalike.vision.decode import ImageLimits
 
+EVERY_ACCOUNT: Final = "*"
 
-def parse_buckets(text: str) -> dict[str, Path]:
-    """Parse "name=/path,other=/path2" into {name: Path}; a malformed entry is an error, never dropped."""
-    buckets: dict[str, Path] = {}
+
+@dataclass(frozen=True)
+class Bucket:
+    """An IncreaseInstance bucket: a local directory and the accounts (ids or names) that may read it."""
+
+    root: Path
+    accounts: frozenset[str]  # EVERY_ACCOUNT lets every account use it (a single-tenant server)
+
+    def allows(self, account_id: str, account_name: str) -> bool:
+        return bool({EVERY_ACCOUNT, account_id, account_name} & self.accounts)
+
+
+BUCKET_FORMAT: Final = "NAME@ACCOUNT[+ACCOUNT...]=DIR (NAME@*=DIR lets every account use it)"
+
+
+def _bucket(name: str, path: str, accounts: list[str], entry: str) -> tuple[str, Bucket]:
+    name, path = name.strip(), path.strip()
+    names = frozenset(a.strip() for a in accounts if a.strip())
+    if not name or not path:
+        raise ValueError(f"bucket mapping {entry!r} is not {BUCKET_FORMAT}")
+    if not names:
+        # A bucket nobody was given would be readable by every tenant: say who may use it.
+        raise ValueError(f"bucket mapping {entry!r} names no accounts: write {BUCKET_FORMAT}")
+    return name, Bucket(Path(path), names)
+
+
+def parse_buckets(text: str) -> dict[str, Bucket]:
+    """Parse "name@acme+globex=/path,other@*=/path2"; a malformed entry is an error, never dropped."""
+    buckets: dict[str, Bucket] = {}
     for entry in text.split(","):
         if not entry.strip():
             continue
-        name, sep, path = entry.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise ValueError(f"bucket mapping {entry!r} is not name=/path")
-        buckets[name.strip()] = Path(path.strip())
+        left, sep, path = entry.partition("=")
+        if not sep:
+            raise ValueError(f"bucket mapping {entry!r} is not {BUCKET_FORMAT}")
+        name, _, accounts = left.partition("@")
+        key, bucket = _bucket(name, path, accounts.split("+"), entry)
+        buckets[key] = bucket
+    return buckets
+
+
+def buckets_from_toml(raw: object) -> dict[str, Bucket]:
+    """`[buckets.NAME]` tables with `path` and `accounts` (a list of account ids or names, or ["*"])."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("[buckets] must be a table of `[buckets.NAME]` tables with path and accounts")
+    buckets: dict[str, Bucket] = {}
+    for name, spec in raw.items():
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("path"), str):
+            raise ValueError(f'[buckets.{name}] needs path = "/dir" and accounts = ["ACCOUNT", ...]')
+        accounts = spec.get("accounts")
+        if isinstance(accounts, str):
+            accounts = [accounts]
+        if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
+            raise ValueError(f'[buckets.{name}] accounts must be a list of account ids or names, or ["*"]')
+        key, bucket = _bucket(str(name), spec["path"], accounts, f"[buckets.{name}]")
+        buckets[key] = bucket
     return buckets
 
 
@@ -99,8 +146,11 @@ class Settings:
     # server at. `lookalike serve` defaults it to its own listening address. Also read from the older
     # LOOKALIKE_PUBLIC_URL.
     public_base_url: str = field(default="http://127.0.0.1:8000", metadata={"env_aliases": ("PUBLIC_URL",)})
-    # IncreaseInstance buckets: name -> local directory ("name=/path,other=/path2").
-    buckets: Mapping[str, Path] = field(default_factory=dict, metadata={"parse": parse_buckets})
+    # IncreaseInstance buckets: name -> local directory and the accounts (ids or names) that may use it
+    # ("imports@acme+globex=/srv/import,shared@*=/srv/shared"; TOML: [buckets.NAME] path, accounts).
+    buckets: Mapping[str, Bucket] = field(
+        default_factory=dict, metadata={"parse": parse_buckets, "from_toml": buckets_from_toml}
+    )
     # Hosts a task's CallbackAddress may name (exact host names, "a.example,b").
     callback_hosts: frozenset[str] = field(default=frozenset(), metadata={"parse": parse_hosts})
     callback_timeout_s: float = 5.0  # seconds one task-completion callback request may take
@@ -317,6 +367,11 @@ def _coerce(raw: Any, tp: Any, f: dataclasses.Field[Any], *, where: str) -> Any:
     """A TOML value as a value of type `tp`: strings parse like the environment's, the rest convert."""
     if isinstance(raw, str):
         return _parse_text(raw, tp, f, where=where)
+    if f.metadata.get("from_toml") is not None:
+        try:
+            return f.metadata["from_toml"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     if f.metadata.get("parse") is not None and isinstance(raw, list | Mapping):
         # A field with its own parser (host names lower-cased, bucket paths checked) gets the same text
         # from a TOML array or table as it would from the environment.
@@ -386,13 +441,22 @@ def settings_reference(
     return rows
 
 
+def _show_bucket(bucket: Bucket) -> str:
+    return f"@{'+'.join(sorted(bucket.accounts))}={bucket.root}"
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "unset"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Mapping):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "(empty)"
+        return (
+            ",".join(
+                f"{k}{_show_bucket(v) if isinstance(v, Bucket) else '=' + str(v)}" for k, v in value.items()
+            )
+            or "(empty)"
+        )
     if isinstance(value, frozenset | set | list | tuple):
         return ",".join(sorted(map(str, value))) or "(empty)"
     if isinstance(value, float) and value.is_integer():

@@ -148,16 +148,20 @@ class ImageService:
             self._limiter.check(instance, operation)
         return instance
 
-    def console_instance(self, account: Account, instance_name: str, *, active: bool = False) -> Instance:
+    def console_instance(
+        self, account: Account, instance_name: str, *, active: bool = False, rate_limited: bool = True
+    ) -> Instance:
         """The gate of the console actions (DumpMeta, DumpMetaList, IncreaseInstance, IncreaseList): owned
         instance, rate limited in Detail's class (1/s per instance, shared by these actions and Detail);
-        `active` also refuses an unavailable instance, as data-plane calls do."""
+        `active` also refuses an unavailable instance, as data-plane calls do. `rate_limited=False` checks
+        only the first two, for a caller that validates more before it spends the budget."""
         instance = self._instance(account, instance_name, None)
         if active and instance.status != ACTIVE:
             raise LookalikeError(
                 e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
             )
-        self._limiter.check(instance, Operation.DETAIL)
+        if rate_limited:
+            self._limiter.check(instance, Operation.DETAIL)
         return instance
 
     # --- vision ---

@@ -117,6 +117,12 @@ def resolve_in_bucket(root: Path, relative: str, start: Path | None = None) -> P
     return real
 
 
+def _no_meta_file(bucket_name: str, path: str) -> LookalikeError:
+    return LookalikeError(
+        e.INVALID_PARAMETER, f"No {META_FILE} file at {path[:200]!r} in bucket {bucket_name[:128]!r}."
+    )
+
+
 def _paging(page_number: int | None, page_size: int | None) -> tuple[int, int]:
     number = 1 if page_number is None else page_number
     size = 10 if page_size is None else page_size
@@ -186,7 +192,9 @@ class TaskService:
             raise LookalikeError(e.INVALID_PARAMETER, "BucketName is required.")
         if not path:
             raise LookalikeError(e.INVALID_PARAMETER, "Path is required.")
-        self._meta_file(bucket_name, path)  # refuse a bad bucket or path now, not in the worker
+        # The instance first: a tenant learns nothing about buckets before it has proved the instance is its.
+        self._images.console_instance(account, instance_name, active=True, rate_limited=False)
+        self._meta_file(account, bucket_name, path)  # refuse a bad bucket or path now, not in the worker
         if callback_address:
             self._check_callback(callback_address)
         instance = self._images.console_instance(account, instance_name, active=True)
@@ -208,28 +216,24 @@ class TaskService:
         self._wake.set()
         return task
 
-    def _bucket_root(self, bucket_name: str) -> Path:
-        root = self._settings.buckets.get(bucket_name)
-        if root is None:
-            raise LookalikeError(
-                e.INVALID_PARAMETER,
-                f"Unknown bucket {bucket_name[:128]!r}: the operator maps bucket names to directories "
-                "(LOOKALIKE_BUCKETS).",
-            )
-        return root
+    def _bucket_root(self, account: Account, bucket_name: str, path: str) -> Path:
+        """The bucket's directory, if `account` may use it. An unknown bucket and another tenant's bucket
+        answer exactly like a bucket without the file, so no tenant can learn which buckets or files exist."""
+        bucket = self._settings.buckets.get(bucket_name)
+        if bucket is None or not bucket.allows(account.id, account.name):
+            raise _no_meta_file(bucket_name, path)
+        return bucket.root
 
-    def _meta_file(self, bucket_name: str, path: str) -> Path:
+    def _meta_file(self, account: Account, bucket_name: str, path: str) -> Path:
         """The increment.meta a task reads: Path names the file (or its directory) inside the bucket."""
         if not path.startswith("/") or (path.endswith("/") and path != "/"):
             raise LookalikeError(e.INVALID_PARAMETER, "Path must start with '/' and must not end with '/'.")
-        root = self._bucket_root(bucket_name)
+        root = self._bucket_root(account, bucket_name, path)
         target = resolve_in_bucket(root, path)
         if target.is_dir():
             target = resolve_in_bucket(root, f"{path.rstrip('/')}/{META_FILE}")
         if not target.is_file():
-            raise LookalikeError(
-                e.INVALID_PARAMETER, f"No {META_FILE} file at {path[:200]!r} in bucket {bucket_name!r}."
-            )
+            raise _no_meta_file(bucket_name, path)
         return target
 
     def _check_callback(self, address: str) -> None:
@@ -410,10 +414,11 @@ class TaskService:
     def _run_increase(self, task: TaskRow) -> TaskRow | None:
         assert task.bucket_name is not None and task.path is not None
         try:
-            meta = self._meta_file(task.bucket_name, task.path)
-            base = meta.parent
-            root = self._bucket_root(task.bucket_name)
             account = self._accounts.get_account(task.account_id)
+            # Checked again here: the operator may have taken the bucket from this account since.
+            meta = self._meta_file(account, task.bucket_name, task.path)
+            base = meta.parent
+            root = self._bucket_root(account, task.bucket_name, task.path)
             instance = self._instances.get(task.instance_id)
             if instance is None or instance.status == "released":
                 raise LookalikeError(e.INVALID_INSTANCE, "The instance no longer exists.")
