@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from functools import cache
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -22,7 +23,7 @@ from PIL import Image
 from Tea.exceptions import TeaException
 
 from alibaba_live import client_v3, live_server
-from conftest import Tenant, make_settings
+from conftest import Tenant, make_settings, make_tenant
 from lookalike.api.rest.app import create_app
 from lookalike.clock import ManualClock
 from lookalike.config import Bucket, Settings, parse_buckets, parse_hosts
@@ -448,6 +449,54 @@ def test_increase_waits_for_flow_control(
     done = TaskRepository(services.engine).get(task.id)
     assert done is not None and (done.status, done.succeeded, done.failed) == (SUCCESS, 3, 0)
     assert len(waits) >= 2 and all(0 < w <= 1.0 for w in waits)
+
+
+def test_batch_tasks_yield_after_a_slice_and_tenants_take_turns(
+    services: Services, tenant: Tenant, clock: ManualClock, bucket: Path
+) -> None:
+    """Each line costs 1 s of the injected monotonic clock and a slice is 2 s: A's 5-line import is cut into
+    slices, B's export (submitted after it) runs right after A's first slice, and A still ends complete."""
+    for n in ("coffee", "rocket"):
+        put_picture(bucket, f"batch/{n}.jpg", n)
+    path = write_meta(
+        bucket, [{"OperationType": "ADD", "ProductId": str(i), "PicName": "coffee.jpg"} for i in range(5)]
+    )
+    other = make_tenant(services, "other-tenant", "their-shop")
+    now = [0.0]
+    order: list[str] = []
+
+    def monotonic() -> float:
+        now[0] += 1.0  # read once per line (and once as the slice starts)
+        return now[0]
+
+    tasks = TaskService(
+        settings=replace(services.settings, task_slice_s=2.0),
+        repo=TaskRepository(services.engine),
+        images=services.images,
+        accounts=services.accounts,
+        instances=services.instances_repo,
+        clock=clock,
+        link_key=b"k" * 32,
+        sleep=lambda seconds: clock.advance(seconds),
+        monotonic=monotonic,
+    )
+    repo = TaskRepository(services.engine)
+    original_claim = repo.claim
+    long_task = tasks.start_increase(tenant.account, "shop", bucket_name=BUCKET, path=path)
+    export = tasks.start_dump(other.account, other.instance.name)
+
+    def claim(task_id: int, *args: Any) -> Any:
+        order.append("A" if task_id == long_task.id else "B")
+        return original_claim(task_id, *args)
+
+    tasks._repo.claim = claim  # type: ignore[method-assign]  # observe the order, the claim itself is real
+    assert tasks.run_pending() == 2
+    assert order[:3] == ["A", "B", "A"]  # A's first slice, then B, then A resumes
+    done = repo.get(long_task.id)
+    assert done is not None and (done.status, done.succeeded, done.failed) == (SUCCESS, 5, 0)
+    assert len(order) >= 4  # the import took several slices
+    assert services.images.check_exists(tenant.account, "shop", "4", "coffee.jpg") is not None
+    assert repo.get(export.id) is not None and repo.get(export.id).status == SUCCESS  # type: ignore[union-attr]
 
 
 def test_expired_instance_cannot_start_a_batch(services: Services, clock: ManualClock, bucket: Path) -> None:

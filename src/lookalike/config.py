@@ -151,6 +151,11 @@ class Settings:
     buckets: Mapping[str, Bucket] = field(
         default_factory=dict, metadata={"parse": parse_buckets, "from_toml": buckets_from_toml}
     )
+    # Export and batch task workers per process. Tasks are served round-robin across accounts (then
+    # instances); a batch task hands its worker back after task_slice_s, so one tenant's long import
+    # delays another tenant's task by at most a slice.
+    task_workers: int = 2
+    task_slice_s: float = 2.0  # seconds a batch task runs before it goes back behind the other tenants
     # Hosts a task's CallbackAddress may name (exact host names, "a.example,b").
     callback_hosts: frozenset[str] = field(default=frozenset(), metadata={"parse": parse_hosts})
     callback_timeout_s: float = 5.0  # seconds one task-completion callback request may take

@@ -27,6 +27,7 @@ import math
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,6 +138,10 @@ class _Stopped(Exception):
     """The worker was asked to stop in the middle of a task."""
 
 
+class _Yield(Exception):
+    """A batch task used up its time slice: it goes back to the queue, where other tenants come first."""
+
+
 class TaskService:
     def __init__(
         self,
@@ -149,6 +154,7 @@ class TaskService:
         clock: Clock,
         link_key: bytes,
         sleep: Callable[[float], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._repo = repo
@@ -160,7 +166,13 @@ class TaskService:
         self._holder = f"tasks-{secrets.token_hex(6)}"
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._schedule_lock = threading.Lock()
+        self._running: set[int] = set()  # task ids a thread of this process runs now
+        self._served: dict[tuple[str, str], int] = {}  # ("account"|"instance", id) -> last slice's number
+        self._served_tick = 0
+        self._finished = 0
+        self._monotonic = monotonic
         self._sleep = sleep or self._interruptible_sleep
         self._dir = settings.data_dir / "tasks"
 
@@ -329,53 +341,93 @@ class TaskService:
         name = f"dump-{task.id}.meta" if task.kind == DUMP else f"increment-{task.id}-errors.jsonl"
         return path, name
 
-    # --- the worker ---
+    # --- the workers ---
     def start(self) -> None:
-        """Run tasks on a background thread: pending ones (resuming after a crash) now, new ones as
-        they are submitted, and every few seconds those other processes left behind."""
+        """Run tasks on `task_workers` background threads: pending ones (resuming after a crash) now, new
+        ones as they are submitted, and every few seconds those other processes left behind."""
 
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    self.run_pending()
+                    ran = self._run_next()
                 except Exception:
                     log.exception("task worker pass failed")
-                self._wake.wait(POLL_S)
-                self._wake.clear()
+                    ran = False
+                if not ran:
+                    self._wake.wait(POLL_S)
+                    self._wake.clear()
 
-        self._thread = threading.Thread(target=loop, name="task-worker", daemon=True)
-        self._thread.start()
+        for number in range(max(1, self._settings.task_workers)):
+            thread = threading.Thread(target=loop, name=f"task-worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
 
     def _interruptible_sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
             raise _Stopped
 
     def run_pending(self) -> int:
-        """Run every PROCESSING task this process can lease, to the end; returns how many finished.
-        Tests call it directly for a deterministic run."""
+        """Run every PROCESSING task this process can lease, slice after slice, until none is left;
+        returns how many finished. Tests call it directly for a deterministic run."""
         finished = 0
-        for task_id in self._repo.pending_ids():
-            if self._stop.is_set():
+        while not self._stop.is_set():
+            before = self._finished
+            if not self._run_next():
                 break
-            task = self._repo.claim(task_id, self._holder, self._clock.now(), self._lease_until())
-            if task is None:
-                continue
-            try:
-                done = self._run_dump(task) if task.kind == DUMP else self._run_increase(task)
-            except _Stopped:
-                self._repo.release(task.id, self._holder)
-                break
-            if done is not None:
-                finished += 1
-                self._notify(done)
+            finished += self._finished - before
         return finished
+
+    def _next_task(self) -> TaskRow | None:
+        """Lease the task to run next: fair across tenants, then across instances. The account (then the
+        instance) served least recently goes first, so a tenant with a long import waits behind every
+        other tenant's task at each slice, never the other way round. Tasks another thread of this process
+        runs are skipped; those another process leases fail the claim."""
+        with self._schedule_lock:
+            candidates = [t for t in self._repo.pending() if t.id not in self._running]
+            candidates.sort(
+                key=lambda t: (
+                    self._served.get(("account", t.account_id), 0),
+                    self._served.get(("instance", t.instance_id), 0),
+                    t.id,
+                )
+            )
+            for candidate in candidates:
+                task = self._repo.claim(candidate.id, self._holder, self._clock.now(), self._lease_until())
+                if task is None:
+                    continue
+                self._running.add(task.id)
+                self._served_tick += 1  # a counter, not a clock: ties broken by order of service
+                self._served["account", task.account_id] = self._served_tick
+                self._served["instance", task.instance_id] = self._served_tick
+                return task
+        return None
+
+    def _run_next(self) -> bool:
+        """Run one slice of the next task; False when there was nothing to run."""
+        task = self._next_task()
+        if task is None:
+            return False
+        try:
+            done = self._run_dump(task) if task.kind == DUMP else self._run_increase(task)
+        except (_Stopped, _Yield):
+            # Hand the lease back: the next slice may go to another thread or another process.
+            self._repo.release(task.id, self._holder)
+            self._wake.set()
+            return True
+        finally:
+            with self._schedule_lock:
+                self._running.discard(task.id)
+        if done is not None:
+            self._finished += 1
+            self._notify(done)
+        return True
 
     def _lease_until(self) -> datetime:
         return self._clock.now() + timedelta(seconds=LEASE_S)
@@ -423,6 +475,7 @@ class TaskService:
             if instance is None or instance.status == "released":
                 raise LookalikeError(e.INVALID_INSTANCE, "The instance no longer exists.")
             lines = self._lines(meta, after=task.progress)
+            slice_ends = self._monotonic() + self._settings.task_slice_s
             for line_no, text in lines:
                 outcome = self._apply_line(account, instance.name, root, base, line_no, text)
                 if not self._repo.record_line(
@@ -435,6 +488,8 @@ class TaskService:
                     lease_until=self._lease_until(),
                 ):
                     return None  # lost the lease
+                if self._monotonic() >= slice_ends:
+                    raise _Yield  # progress is committed per line: the next slice resumes after this one
         except LookalikeError as exc:
             self._write_errors(task)
             return self._finish(task, FAIL, exc.code, exc.message)

@@ -149,6 +149,14 @@ class TaskRepository:
             ).all()
         return [_row(r) for r in rows], int(total)
 
+    def pending(self) -> list[TaskRow]:
+        """Every PROCESSING task, oldest first (the scheduler orders them across tenants)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(tasks).where(tasks.c.status == PROCESSING).order_by(tasks.c.id)
+            ).all()
+        return [_row(r) for r in rows]
+
     def pending_ids(self) -> list[int]:
         with self._engine.connect() as conn:
             ids = conn.execute(
