@@ -73,6 +73,7 @@ TRIAL_UNAVAILABLE: Final = "TrialUnavailable"  # already used by this account, o
 IDEMPOTENCY_KEY_REQUIRED: Final = "IdempotencyKeyRequired"
 IDEMPOTENCY_CONFLICT: Final = "IdempotencyConflict"  # same key, different parameters
 INVALID_AMOUNT: Final = "InvalidAmount"
+TEXT_SEARCH_UNAVAILABLE: Final = "TextSearchUnavailable"  # the operator has not installed the text model
 PRICE_CHANGED: Final = "PriceChanged"  # the order now costs more than the `max_total` the customer confirmed
 
 # Statuses for the native REST API; the Alibaba adapter keeps its own table.
@@ -93,6 +94,7 @@ NATIVE_HTTP_STATUS: Final[dict[str, int]] = {
     IDEMPOTENCY_CONFLICT: 409,
     PRICE_CHANGED: 409,
     DENIED_REQUEST: 429,
+    TEXT_SEARCH_UNAVAILABLE: 503,
     INVALID_ACCESS_KEY: 401,
     ACCESS_KEY_DISABLED: 401,
     SIGNATURE_MISMATCH: 401,

@@ -41,6 +41,7 @@ from lookalike.clock import Clock
 from lookalike.config import Settings
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.loose_values import loads_strict, parse_int
 from lookalike.domain.models import Account, Attributes, Instance
 from lookalike.service.accounts import AccountService
 from lookalike.service.images import ImageService
@@ -519,9 +520,12 @@ class TaskService:
         if not text.strip():
             return None
         operation, product_id, pic_name = "", "", ""
+        try:
+            item = loads_strict(text)
+        except ValueError as exc:  # not JSON, or JSON no store can keep (NaN, 1e400, "\ud800", deep)
+            return LineError(line_no, "", "", "", INVALID_META_ITEM, f"The line is not valid JSON: {exc}.")
         while True:
             try:
-                item = json.loads(text)
                 if not isinstance(item, dict):
                     raise LookalikeError(INVALID_META_ITEM, "The line is not a JSON object.")
                 operation = str(item.get("OperationType") or "").upper()
@@ -536,8 +540,6 @@ class TaskService:
                 else:
                     raise LookalikeError(UNSUPPORTED_OPERATION, "OperationType must be ADD or DELETE.")
                 return None
-            except json.JSONDecodeError as exc:
-                return LineError(line_no, "", "", "", INVALID_META_ITEM, f"The line is not JSON: {exc.msg}.")
             except LookalikeError as exc:
                 if exc.code == e.DENIED_REQUEST:
                     self._sleep(max(exc.retry_after or 0.0, 0.05))
@@ -668,16 +670,10 @@ def _text(item: dict[str, Any], key: str) -> str:
 def _integer(value: Any, key: str, code: str) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool):
-        raise LookalikeError(code, f"{key} must be an integer.")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise LookalikeError(code, f"{key} must be an integer.")
+    try:
+        return parse_int(value)
+    except ValueError as exc:
+        raise LookalikeError(code, f"{key} must be a whole number: {exc}.") from None
 
 
 def _boolean(value: Any) -> bool:

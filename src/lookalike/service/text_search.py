@@ -25,7 +25,7 @@ from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account, SearchResult
 from lookalike.service.images import ImageService, SearchOptions
-from lookalike.vision.text_encoder import TextQueryModel
+from lookalike.vision.text_encoder import TEXT_MODEL_INSTALL, TextModelMissing, TextQueryModel
 
 INVALID_TEXT: Final = "InvalidText"
 INVALID_TEXT_LENGTH: Final = "InvalidTextLength"
@@ -74,7 +74,15 @@ class TextSearchService:
         started = time.perf_counter()
         query = validate_text(text)
         self._ensure_compatible()
-        vector = self._model.query_vector(query)
+        try:
+            vector = self._model.query_vector(query)
+        except TextModelMissing as exc:
+            # The operator's install, not the client's request: a 503 that says what to install.
+            raise LookalikeError(
+                e.TEXT_SEARCH_UNAVAILABLE,
+                "Search by text is not available on this server: its operator must run "
+                f"`{TEXT_MODEL_INSTALL}`.",
+            ) from exc
         result = self._images.search_by_vector(account, instance_name, vector, options or SearchOptions())
         elapsed = round((time.perf_counter() - started) * 1000)
         return SearchResult(result.hits, result.matched, elapsed)

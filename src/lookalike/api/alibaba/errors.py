@@ -113,10 +113,12 @@ STATUS: Final[dict[str, int]] = {
     e.NO_SPECIFIED_PIC_NAME: 400,
     e.NO_SPECIFIED_PIC_CONTENT: 400,
     # internal
+    e.TEXT_SEARCH_UNAVAILABLE: 503,
     e.INTERNAL_ERROR: 500,
 }
 
 GENERIC_INTERNAL_MESSAGE: Final = "An internal server error occurred."
+_PUBLIC_5XX: Final = frozenset({e.TEXT_SEARCH_UNAVAILABLE})
 
 
 def alibaba_code(code: str, action: str) -> str:
@@ -141,7 +143,8 @@ def error_body(code: str, message: str, request_id: str) -> dict[str, str]:
 def error_response(exc: LookalikeError, request_id: str, action: str) -> JSONResponse:
     code = alibaba_code(exc.code, action)
     status = alibaba_status(code, exc.http_status)
-    message = GENERIC_INTERNAL_MESSAGE if status >= 500 else exc.message
+    # A 5xx says nothing of the server's insides, except a refusal written for the caller (503).
+    message = GENERIC_INTERNAL_MESSAGE if status >= 500 and code not in _PUBLIC_5XX else exc.message
     headers: dict[str, str] = {}
     if exc.retry_after is not None and code == e.DENIED_REQUEST:
         # Standard header only: `x-acs-retry-after` would turn the SDK's ClientException into a

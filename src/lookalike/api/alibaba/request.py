@@ -16,6 +16,7 @@ from starlette.requests import Request
 from lookalike.config import RequestLimits
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.loose_values import parse_int
 
 ROA_PATHS = {
     "/v2/image/add": "AddImage",
@@ -55,7 +56,7 @@ class AcsRequest:
         if value is None:
             return None
         try:
-            return int(value.strip())
+            return parse_int(value)
         except ValueError:
             raise LookalikeError(
                 code, f"The specified parameter {name} is not valid: {value[:40]!r}."

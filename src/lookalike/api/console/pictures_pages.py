@@ -12,6 +12,7 @@ from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, 
 from lookalike.api.rest.payload import Payload
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.loose_values import parse_int
 from lookalike.domain.models import Account
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
@@ -29,7 +30,7 @@ ADD_FIELDS = (
 
 def _page_number(text: str) -> int:
     try:
-        number = int(text or "1")
+        number = parse_int(text or "1")
     except ValueError:
         raise LookalikeError(
             e.INVALID_PARAMETER, f"Page must be a whole number, got {text[:20]!r}."

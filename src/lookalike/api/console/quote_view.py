@@ -18,6 +18,7 @@ from starlette.datastructures import FormData
 from lookalike.api.console.web import field, money, new_idempotency_key, redirect, render, services
 from lookalike.domain.billing import Quote
 from lookalike.domain.errors import INVALID_AMOUNT, INVALID_PERIOD, PRICE_CHANGED, LookalikeError
+from lookalike.domain.loose_values import parse_int
 from lookalike.domain.models import Account
 from lookalike.service.billing import quote_json
 
@@ -28,7 +29,7 @@ MAX_TOTAL_FIELD = "max_total"
 def period_count(text: str) -> int:
     """The count field of a period choice, as an integer (the service checks its range)."""
     try:
-        return int(text or "1")
+        return parse_int(text or "1")
     except ValueError:
         raise LookalikeError(INVALID_PERIOD, "The number of periods must be a whole number.") from None
 
@@ -39,7 +40,7 @@ def confirmed_total(form: FormData) -> int | None:
     if not text:
         return None
     try:
-        return int(text)
+        return parse_int(text)
     except ValueError:
         message = "The confirmed price is not a whole amount; quote again."
         raise LookalikeError(INVALID_AMOUNT, message) from None

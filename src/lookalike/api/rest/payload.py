@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.datastructures import UploadFile
 
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.loose_values import loads_strict, parse_int
 from lookalike.domain.models import Attributes, AttributeUpdate
 
 _TRUE = {"true", "1", "yes"}
@@ -38,12 +38,10 @@ class Payload:
         value = self.fields.get(name)
         if value is None or value == "":
             return None
-        if isinstance(value, bool):
-            raise LookalikeError(code, f"{name} must be an integer.")
         try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise LookalikeError(code, f"{name} must be an integer, got {str(value)[:40]!r}.") from None
+            return parse_int(value)
+        except ValueError as exc:
+            raise LookalikeError(code, f"{name} must be a whole number: {exc}.") from None
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.fields.get(name)
@@ -124,9 +122,9 @@ async def read_payload(request: Request) -> Payload:
         raw = await request.body()
         if raw:
             try:
-                body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise LookalikeError(e.INVALID_PARAMETER, "The body is not valid JSON.") from None
+                body = loads_strict(raw)
+            except ValueError as exc:
+                raise LookalikeError(e.INVALID_PARAMETER, f"The body is not valid JSON: {exc}.") from None
             if not isinstance(body, dict):
                 raise LookalikeError(e.INVALID_PARAMETER, "The JSON body must be an object.")
             payload.fields.update(body)

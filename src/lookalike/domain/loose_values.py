@@ -1,0 +1,89 @@
+"""Values as clients send them (JSON numbers, form text), read strictly: whole numbers that fit the stores,
+and JSON that any store can keep. Pure functions; the API dialects and the batch importer turn the
+ValueError into their own error code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Final
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+MAX_JSON_DEPTH: Final = 64  # no request of ours nests deeper than 3; a deep body is an attack or a bug
+
+_WHOLE = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: int() also takes "1_000" and "５"
+
+
+def parse_int(value: object) -> int:
+    """A whole number from a JSON number or text, within 64 bits. A fraction (5.7), a non-finite number,
+    a boolean or anything else is a ValueError, never silently cut or wrapped."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _WHOLE.fullmatch(text):
+            raise ValueError(f"{value[:40]!r} is not a whole number")
+        number = int(text)
+    else:
+        raise ValueError(f"a {type(value).__name__} is not a whole number")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{str(number)[:40]} is out of range")
+    return number
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is out of range")
+    return number
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """`json.loads`, refusing what the standard leaves out or a store cannot keep: NaN and Infinity,
+    numbers that overflow a float (1e400) or have over 4,300 digits, strings with lone surrogates
+    ("\\ud800"), and nesting deeper than MAX_JSON_DEPTH. Every refusal is a ValueError."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except UnicodeDecodeError:
+        raise ValueError("the JSON is not UTF-8") from None
+    _check_tree(value)
+    return value
+
+
+def _check_tree(value: Any) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_text(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
