@@ -11,6 +11,8 @@ the header count is checked here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.config import RequestLimits
+
+DRAIN_FACTOR = 4  # bodies up to 4x the limit are read (and dropped) before the refusal; larger: cut at once
+DRAIN_S = 10.0
 
 
 def server_options(limits: RequestLimits) -> dict[str, Any]:
@@ -48,11 +53,33 @@ class RequestLimitsMiddleware:
         self._max_headers = max_headers
         self._refuse = refuse
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, refusal: Refusal, *, drain: int = 0
+    ) -> None:
+        if drain:
+            await self._drain(receive, drain)
         response = await self._refuse(Request(scope), refusal)
-        # The unread rest of the body is not drained: the connection closes after this answer.
+        # Whatever is left unread is not read: the connection closes after this answer.
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+    async def _drain(self, receive: Receive, budget: int) -> None:
+        """Read and drop up to `budget` more body bytes, for at most DRAIN_S, so that a client still
+        sending a modestly oversized body reads the refusal instead of a reset connection (most clients
+        only read the answer once they have sent everything). Nothing is kept: memory stays flat."""
+
+        async def read() -> None:
+            left = budget
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+        with contextlib.suppress(TimeoutError, BodyTooLarge):
+            await asyncio.wait_for(read(), DRAIN_S)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,8 +96,10 @@ class RequestLimitsMiddleware:
                 refusal = Refusal(400, "The Content-Length header is invalid.")
                 await self._answer(scope, receive, send, refusal)
                 return
-            if int(declared[0]) > self._max_body:
-                await self._answer(scope, receive, send, self._too_large())
+            length = int(declared[0])
+            if length > self._max_body:
+                drain = length if length <= self._max_body * DRAIN_FACTOR else 0
+                await self._answer(scope, receive, send, self._too_large(), drain=drain)
                 return
 
         received = 0
@@ -105,7 +134,8 @@ class RequestLimitsMiddleware:
             if not exceeded:
                 raise
         if exceeded and not response_started:
-            await self._answer(scope, receive, send, self._too_large())
+            drain = self._max_body * (DRAIN_FACTOR - 1)  # a chunked body: drain a bounded amount more
+            await self._answer(scope, receive, send, self._too_large(), drain=drain)
 
     def _too_large(self) -> Refusal:
         return Refusal(413, f"The request body exceeds {self._max_body} bytes.")

@@ -41,7 +41,7 @@ class Payload:
         try:
             return parse_int(value)
         except ValueError as exc:
-            raise LookalikeError(code, f"{name} must be a whole number: {exc}.") from None
+            raise LookalikeError(code, f"{name} must be an integer: {exc}.") from None
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.fields.get(name)
