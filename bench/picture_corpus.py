@@ -3,7 +3,8 @@
 Install (Debian bookworm; `.ci/run` does the same where CI needs them):
 
     apt-get install openclipart-png tuxpaint-stamps-default gnome-backgrounds plasma-workspace-wallpapers \
-        mate-backgrounds ukui-wallpapers
+        mate-backgrounds ukui-wallpapers lomiri-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 \
+        sway-backgrounds oxygen-icon-theme fonts-noto-color-emoji
 
 Where each kind comes from:
 
@@ -12,12 +13,25 @@ Where each kind comes from:
   size, the dark variant left out; ``/usr/share/backgrounds``: ``-d`` variants of a ``-l`` left out);
 * object photos and drawings: Tux Paint's stamps (``/usr/share/tuxpaint/stamps``: cut-outs on white, the
   way product pictures are shot; each with a description in its ``.txt``);
-* clip-art: Open Clip Art's PNGs (``/usr/share/openclipart/png``), on white.
+* clip-art: Open Clip Art's PNGs (``/usr/share/openclipart/png``), on white;
+* icons: the Oxygen icon theme's 256 px PNGs (``/usr/share/icons/oxygen/base/256x256``), on white;
+* emoji: Noto Color Emoji (``fonts-noto-color-emoji``), each code point that has a Unicode name drawn at
+  109 px on white, named by its Unicode name.
 
 Sources (the pictures whose copies are searched) are every scene photo and then object photos, in a seeded
 order, up to the count asked; distractors are the rest of the stamps and the clip-art; overlays (logos for the
 overlay edits, backgrounds for picture-in-picture) are clip-art and stamps that are indexed nowhere. Pictures
-are scaled to at most 800 px on the long side and exact duplicates (same pixels) are dropped.
+are scaled to at most 800 px on the long side, and near-duplicates are dropped (``_Unique``): the packages
+ship some designs several times (the same wallpaper at two sizes, one design in four colour schemes), and a
+copy of one of them would "miss" on its twin; Open Clip Art holds ~1,400 generated stars that differ in a
+few pixels. The test is independent of the model: a 32x32 grey thumbnail, standardized, whose correlation
+with an earlier picture's is at least 0.95 (or the same pixels). Blank pictures (grey standard deviation
+under 8 levels: transparent PNGs flattened onto white, plain gradients) are dropped too: they have nothing
+to find a copy by.
+
+A quarter of the stamps, clip-art and icons, chosen by a hash of the name (``is_training``), is the *training*
+part: the whitening of the stored vectors is fitted on it (``bench/fit_whitening.py``) and the benchmark
+never uses it, as source, distractor or overlay.
 """
 
 from __future__ import annotations
@@ -26,10 +40,12 @@ import hashlib
 import random
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -42,6 +58,9 @@ WALLPAPERS = Path("/usr/share/wallpapers")
 BACKGROUNDS = Path("/usr/share/backgrounds")
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 CLIPART = Path("/usr/share/openclipart/png")
+ICONS = Path("/usr/share/icons/oxygen/base/256x256")
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+EMOJI_RANGES = ((0x2600, 0x27C0), (0x1F300, 0x1FB00))
 PICTURE = re.compile(r"\.(jpe?g|png|webp)$", re.IGNORECASE)
 OVERLAYS = 300
 NOT_PHOTOS = frozenset({"alphabets", "symbols", "cartoon", "signs", "roadsigns"})
@@ -116,22 +135,114 @@ def clipart_paths() -> list[Path]:
     return sorted(CLIPART.rglob("*.png")) if CLIPART.is_dir() else []
 
 
+def icon_paths() -> list[Path]:
+    return sorted(ICONS.rglob("*.png")) if ICONS.is_dir() else []
+
+
+def emoji_names() -> list[str]:
+    """``emoji:<unicode name>`` of every named code point in the emoji ranges (drawn by ``emoji``)."""
+    if not EMOJI_FONT.is_file():
+        return []
+    return [
+        f"emoji:{unicodedata.name(chr(c)).lower()}"
+        for lo, hi in EMOJI_RANGES
+        for c in range(lo, hi)
+        if unicodedata.name(chr(c), "")
+    ]
+
+
+def emoji(name: str) -> Image.Image | None:
+    """The emoji ``name`` (from ``emoji_names``) drawn on white; None where the font has no picture of it."""
+    font = ImageFont.truetype(str(EMOJI_FONT), 109)  # the bitmap strike's only size
+    char = unicodedata.lookup(name.removeprefix("emoji:"))
+    image = Image.new("RGB", (160, 150), (255, 255, 255))
+    ImageDraw.Draw(image).text((12, 11), char, font=font, embedded_color=True)
+    return image if np.asarray(image).std() > 1 else None
+
+
 def _name(path: Path, root: Path, prefix: str) -> str:
     return f"{prefix}:{path.relative_to(root).with_suffix('').as_posix()}"[:120]
 
 
-def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
-    rng = random.Random(seed)
-    seen: set[str] = set()
+def is_training(name: str) -> bool:
+    """The training quarter of the stamps, clip-art, icons and emoji (byte 1 of the hash: independent of
+    the tune split)."""
+    return hashlib.sha256(name.encode()).digest()[1] % 4 == 0
 
-    def unique(image: Image.Image | None) -> Image.Image | None:
+
+def _bench_paths(paths: list[Path], root: Path, prefix: str) -> list[Path]:
+    return [p for p in paths if not is_training(_name(p, root, prefix))]
+
+
+def training(limit: int | None = None) -> list[tuple[str, Image.Image]]:
+    """The training part: (name, picture) of the stamps and clip-art the benchmark never uses."""
+    out: list[tuple[str, Image.Image]] = []
+    unique = _Unique()
+    for prefix, root, paths in (
+        ("stamp", STAMPS, stamp_paths()),
+        ("clipart", CLIPART, clipart_paths()),
+        ("icon", ICONS, icon_paths()),
+    ):
+        for path in paths:
+            name = _name(path, root, prefix)
+            if is_training(name) and (limit is None or len(out) < limit):
+                image = unique(_open(path))
+                if image is not None:
+                    out.append((name, image))
+    for name in emoji_names():
+        if is_training(name) and (limit is None or len(out) < limit):
+            image = unique(emoji(name))
+            if image is not None:
+                out.append((name, image))
+    return out
+
+
+class _Unique:
+    """Keeps a picture only if it is no near-duplicate of one kept before (see the module docstring)."""
+
+    SIDE = 32
+    MAX_CORRELATION = 0.95
+    MIN_STD = 8.0
+
+    def __init__(self) -> None:
+        self.digests: set[str] = set()
+        self.signatures = np.zeros((1024, self.SIDE * self.SIDE), np.float32)
+        self.kept = 0
+        self.dropped = 0
+
+    def signature(self, image: Image.Image) -> np.ndarray:
+        grey = np.asarray(
+            image.convert("L").resize((self.SIDE, self.SIDE), Image.Resampling.BOX), np.float32
+        ).reshape(-1)
+        if float(grey.std()) < self.MIN_STD:
+            return np.zeros_like(grey)
+        grey -= grey.mean()
+        return grey / max(float(np.linalg.norm(grey)), 1e-6)
+
+    def __call__(self, image: Image.Image | None) -> Image.Image | None:
         if image is None:
             return None
         digest = hashlib.sha256(image.tobytes()).hexdigest()
-        if digest in seen:
+        sig = self.signature(image)
+        blank = float(np.linalg.norm(sig)) < 0.5
+        if (
+            blank
+            or digest in self.digests
+            or (self.kept and float((self.signatures[: self.kept] @ sig).max()) >= self.MAX_CORRELATION)
+        ):
+            self.dropped += 1
             return None
-        seen.add(digest)
+        self.digests.add(digest)
+        if self.kept == len(self.signatures):
+            self.signatures = np.concatenate([self.signatures, np.zeros_like(self.signatures)])
+        self.signatures[self.kept] = sig
+        self.kept += 1
         return image
+
+
+def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
+    rng = random.Random(seed)
+    unique = _Unique()
 
     scenes: list[tuple[str, Image.Image]] = []
     for name in photos.PHOTO_NAMES:
@@ -145,8 +256,9 @@ def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
             root = WALLPAPERS if path.is_relative_to(WALLPAPERS) else BACKGROUNDS
             scenes.append((_name(path, root, "wallpaper"), image))
 
-    stamps = stamp_paths()
-    clipart = clipart_paths()
+    stamps = _bench_paths(stamp_paths(), STAMPS, "stamp")
+    clipart = _bench_paths(clipart_paths(), CLIPART, "clipart")
+    icons = _bench_paths(icon_paths(), ICONS, "icon")
     rng.shuffle(stamps)
     rng.shuffle(clipart)
     # Indexed nowhere: the overlay edits' logos and picture-in-picture backgrounds.
@@ -167,13 +279,23 @@ def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
             chosen.append((_name(path, STAMPS, "stamp"), image))
 
     rest: list[tuple[str, Image.Image]] = []
-    for prefix, root, paths in (("stamp", STAMPS, [*skipped, *stamp_iter]), ("clipart", CLIPART, clipart)):
+    for prefix, root, paths in (
+        ("stamp", STAMPS, [*skipped, *stamp_iter]),
+        ("icon", ICONS, icons),
+        ("clipart", CLIPART, clipart),
+    ):
         for path in paths:
             if len(rest) >= distractors:
                 break
             image = unique(_open(path))
             if image is not None:
                 rest.append((_name(path, root, prefix), image))
+    for name in [n for n in emoji_names() if not is_training(n)]:
+        if len(rest) >= distractors:
+            break
+        image = unique(emoji(name))
+        if image is not None:
+            rest.append((name, image))
     kinds: dict[str, int] = {}
     for name, _ in chosen:
         kinds[name.split(":")[0]] = kinds.get(name.split(":")[0], 0) + 1
@@ -182,12 +304,14 @@ def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
         "sources_by_kind": kinds,
         "distractors": len(rest),
         "distractors_by_kind": {
-            k: sum(1 for n, _ in rest if n.startswith(k + ":")) for k in ("stamp", "clipart")
+            k: sum(1 for n, _ in rest if n.startswith(k + ":")) for k in ("stamp", "icon", "clipart", "emoji")
         },
         "overlays": len(overlays),
         "packages": "skimage.data; Debian bookworm openclipart-png, tuxpaint-stamps-default, "
-        "gnome-backgrounds, plasma-workspace-wallpapers, mate-backgrounds, ukui-wallpapers",
+        "gnome-backgrounds, plasma-workspace-wallpapers, mate-backgrounds, ukui-wallpapers, "
+        "lomiri-wallpapers(-16.04, -20.04), sway-backgrounds, oxygen-icon-theme, fonts-noto-color-emoji",
         "max_side": MAX_SIDE,
+        "near_duplicates_dropped": unique.dropped,
         "seed": seed,
     }
     if len(chosen) < sources or len(rest) < distractors:

@@ -238,7 +238,7 @@ def screenshot(image: Image.Image, rng: random.Random, _o: Sequence[Image.Image]
     y = top + inner.height + 6
     draw.text((8, y), "¥ 199.00  " + _words(rng, 2), fill=(220, 30, 30), font=font)
     draw.rounded_rectangle(
-        (8, out.height - bottom // 2, sw - 8, out.height - 8), radius=10, fill=_colour(rng)
+        (8, out.height - max(bottom // 2, 12), sw - 8, out.height - 8), radius=4, fill=_colour(rng)
     )
     return _at_least(out)
 

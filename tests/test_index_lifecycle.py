@@ -211,3 +211,54 @@ def test_rows_stored_before_the_reduction_are_reencoded_and_found(services: Serv
             conn.execute(select(images.c.id, images.c.model_id).where(images.c.instance_id == inst)).all()
         )
     assert models == {ids[0]: reduction.model_id(), ids[1]: reduction.source_model}
+
+
+def test_vectors_of_the_previous_reduction_migrate_and_the_indexes_rebuild(
+    services: Services, tmp_path: Path
+) -> None:
+    """Rows stored under pca256-v1 move to the whitened space without their pixels; the index, whose dim
+    did not change, is dropped first and rebuilt from SQL, so it never serves the old space."""
+    from sqlalchemy import update
+
+    from lookalike.domain import vector_codec
+    from lookalike.vectors.reduction import DATA_DIR, Reduction
+    from lookalike.vectors.reencode import migrate_previous_reduction
+
+    tenant = make_tenant(services, "v1co", "vone")
+    inst = tenant.instance.id
+    repo = ImageRepository(services.engine)
+    reduction = packaged()
+    assert reduction.previous is not None
+    previous = Reduction.load(DATA_DIR / "reduction-pca256-v1.npz")
+    assert reduction.previous_model_id() == previous.model_id()
+    root = tmp_path / "idx"
+    manager = IndexManager(root, repo, reduction, policy=POLICY)
+    for i in range(3):
+        write(repo, manager, inst, i)
+    manager.close()
+    features = np.abs(np.random.default_rng(1).standard_normal((3, reduction.dim_in))).astype(np.float32)
+    old = previous.reduce(features)
+    ids = sorted(live_ids(services, inst))
+    with services.engine.begin() as conn:
+        for image_id, v in zip(ids, old, strict=True):
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id)
+                .values(embedding=vector_codec.encode(v), model_id=previous.model_id())
+            )
+    drops: list[str] = []
+    again = IndexManager(root, repo, reduction, policy=POLICY)
+
+    def drop_indexes() -> None:
+        drops.append(inst)
+        again.drop(inst)
+
+    assert migrate_previous_reduction(repo, reduction, drop_indexes) == 3
+    assert migrate_previous_reduction(repo, reduction, drop_indexes) == 0  # idempotent
+    assert drops == [inst]  # dropped once, before the rows moved
+    stored = repo.vectors_by_id(inst, ids)
+    for image_id, f in zip(ids, features, strict=True):
+        # The migrated vector is the one the new reduction makes from the same features.
+        np.testing.assert_allclose(stored[image_id], reduction.reduce(f), atol=5e-3)
+    assert_matches_sql(services, again, inst)
+    again.close()

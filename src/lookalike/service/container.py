@@ -35,7 +35,7 @@ from lookalike.vectors.manager import IndexManager
 from lookalike.vectors.planner import IndexPolicy
 from lookalike.vectors.port import VectorBackend
 from lookalike.vectors.reduction import packaged as packaged_reduction
-from lookalike.vectors.reencode import reencode_raw_features
+from lookalike.vectors.reencode import migrate_previous_reduction, reencode_raw_features
 from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher
 from lookalike.vision.text_encoder import TextQueryModel
 
@@ -197,8 +197,11 @@ def build_services(
         backend=_vector_backend(settings, engine),
         policy=IndexPolicy(exact_below=settings.index_exact_below),
     )
+    instance_ids = InstanceRepository(engine).list_all_ids()
+    # Rows stored under the reduction this one replaces move over; their indexes rebuild from SQL.
+    migrate_previous_reduction(image_repo, reduction, lambda: indexes.drop_all(instance_ids))
     # Catch every index up with the change log now, so the first search after a crash is complete.
-    for instance_id in InstanceRepository(engine).list_all_ids():
+    for instance_id in instance_ids:
         indexes.get(instance_id)
     if background:
         indexes.start_background_saver(settings.index_save_interval_s)

@@ -298,6 +298,11 @@ class IndexManager:
             index.close()
         self._backend.drop(instance_id, self.dim)
 
+    def drop_all(self, instance_ids: list[str]) -> None:
+        """Forget the stored indexes of these instances; each rebuilds from SQL when next opened."""
+        for instance_id in instance_ids:
+            self.drop(instance_id)
+
     def save_dirty(self) -> None:
         with self._registry_lock:
             dirty = list(self._dirty)
