@@ -6,7 +6,8 @@ the service's own vision code (the same decode, subject crop, network and poolin
 
 * ``db``: every indexed picture (sources + distractors) as uploaded (JPEG q90), its views' 1280-d GeM
   features (``crop``: the subject crop the service stores; ``whole``: the whole picture);
-* ``queries``: every source x edit family, the edited copy as uploaded (JPEG q90), the same views.
+* ``queries``: every source x edit family, the edited copy as uploaded (JPEG q90), the same views and
+  ``c70`` / ``c50``: the central 70 % / 50 % of the whole picture (per side).
 
 Everything is keyed by the corpus parameters and the seed; ``load_or_build`` rebuilds when they change.
 """
@@ -62,9 +63,25 @@ def _embed(embedder: EfficientNetEmbedder, images: list[Image.Image]) -> np.ndar
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
 
 
-def views_of(image: Image.Image) -> dict[str, Image.Image]:
+DB_VIEWS = ("crop", "whole")
+QUERY_VIEWS = ("crop", "whole", "c70", "c50")
+
+
+def _centre(image: Image.Image, share: float) -> Image.Image:
+    w, h = image.size
+    dx, dy = round(w * (1 - share) / 2), round(h * (1 - share) / 2)
+    return image.crop((dx, dy, w - dx, h - dy))
+
+
+def views_of(image: Image.Image, names: tuple[str, ...] = DB_VIEWS) -> dict[str, Image.Image]:
     box = detect_subjects(image)[0]
-    return {"crop": image.crop(box.as_pil_box()), "whole": image}
+    every = {
+        "crop": lambda: image.crop(box.as_pil_box()),
+        "whole": lambda: image,
+        "c70": lambda: _centre(image, 0.7),
+        "c50": lambda: _centre(image, 0.5),
+    }
+    return {name: every[name]() for name in names}
 
 
 def load_or_build(sources: int, distractors: int, seed: int = 0) -> tuple[Features, picture_corpus.Corpus]:
@@ -80,16 +97,16 @@ def load_or_build(sources: int, distractors: int, seed: int = 0) -> tuple[Featur
             return (
                 Features(
                     db_names,
-                    {v: z[f"db_{v}"] for v in ("crop", "whole")},
+                    {v: z[f"db_{v}"] for v in DB_VIEWS},
                     [str(s) for s in z["q_source"]],
                     [str(f) for f in z["q_family"]],
-                    {v: z[f"q_{v}"] for v in ("crop", "whole")},
+                    {v: z[f"q_{v}"] for v in QUERY_VIEWS},
                 ),
                 corpus,
             )
     db_names: list[str] = []
-    db_views: dict[str, list[Image.Image]] = {"crop": [], "whole": []}
-    db_feats: dict[str, list[np.ndarray]] = {"crop": [], "whole": []}
+    db_views: dict[str, list[Image.Image]] = {v: [] for v in DB_VIEWS}
+    db_feats: dict[str, list[np.ndarray]] = {v: [] for v in DB_VIEWS}
 
     def flush(views: dict[str, list[Image.Image]], feats: dict[str, list[np.ndarray]]) -> None:
         for view, images in views.items():
@@ -108,14 +125,14 @@ def load_or_build(sources: int, distractors: int, seed: int = 0) -> tuple[Featur
     flush(db_views, db_feats)
     q_source: list[str] = []
     q_family: list[str] = []
-    q_views: dict[str, list[Image.Image]] = {"crop": [], "whole": []}
-    q_feats: dict[str, list[np.ndarray]] = {"crop": [], "whole": []}
+    q_views: dict[str, list[Image.Image]] = {v: [] for v in QUERY_VIEWS}
+    q_feats: dict[str, list[np.ndarray]] = {v: [] for v in QUERY_VIEWS}
     for j, (name, image) in enumerate(corpus.sources):
         for family in copy_edits.FAMILIES:
             edited = copy_edits.edit(image, family, query_seed(name, seed), corpus.overlays)
             q_source.append(name)
             q_family.append(family)
-            for view, im in views_of(jpeg_roundtrip(edited)).items():
+            for view, im in views_of(jpeg_roundtrip(edited), QUERY_VIEWS).items():
                 q_views[view].append(im)
         if len(q_views["crop"]) >= 64:
             flush(q_views, q_feats)

@@ -279,3 +279,26 @@ def test_index_survives_restart_and_is_rebuilt_from_sql(
     hits = third.images.search_by_pic(tenant.account, "shop", pictures["rocket"], SearchOptions(num=100)).hits
     assert hits[0].record.pic_name == "rocket" and len(hits) == len(pictures) - 1
     third.close()
+
+
+def test_a_subject_crop_stores_the_whole_picture_too_and_a_framed_copy_finds_it(
+    services: Services, tenant: Tenant
+) -> None:
+    """A cut-out on white is stored by its subject crop (indexed) and its whole picture (SQL only); a copy in
+    a wide frame, whose own subject crop is the framed picture, still finds it first, scoring ~1 on the
+    whole-picture view."""
+    from PIL import Image, ImageOps
+
+    from lookalike.storage.images_repo import ImageRepository
+
+    product = load_photo("coffee").resize((240, 180))
+    canvas = Image.new("RGB", (640, 480), (255, 255, 255))
+    canvas.paste(product, (300, 200))
+    add_all(services, tenant, {"cut-out": encode(canvas), "rocket": encode(load_photo("rocket"))})
+    views = ImageRepository(services.engine).get_views(tenant.instance.id, "p0", "cut-out")
+    assert views is not None and views.shape == (2, services.indexes.dim)
+    framed = ImageOps.expand(canvas, border=60, fill=(20, 90, 200))
+    hits = services.images.search_by_pic(tenant.account, "shop", encode(framed)).hits
+    assert hits[0].record.pic_name == "cut-out"
+    same = services.images.search_by_pic(tenant.account, "shop", encode(canvas)).hits[0]
+    assert same.record.pic_name == "cut-out" and same.score == pytest.approx(1.0, abs=2e-3)

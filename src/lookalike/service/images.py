@@ -48,8 +48,12 @@ from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
 from lookalike.vision.prepare import prepare_for_embedding
 from lookalike.vision.thumbnail import make_thumbnail
+from lookalike.vision.views import search_views, stored_views
 
 ACTIVE = "active"
+# Each query view's k nearest are asked for this many more than the page needs: the shortlist that the
+# re-scoring over every view orders (the copy benchmark's sources were all within each view's top 20).
+SHORTLIST_MARGIN = 20
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,15 @@ class AddResult:
 
 @dataclass(frozen=True)
 class _Analysis:
-    vector: np.ndarray
+    views: np.ndarray  # (v, dim) reduced vectors, the primary view (Region / subject crop / whole) first
     pic_info: PicInfo
     image: Image.Image  # the whole decoded picture (oriented RGB), for the thumbnail
+
+    @property
+    def vector(self) -> np.ndarray:
+        """The primary view's vector: what the index holds."""
+        primary: np.ndarray = self.views[0]
+        return primary
 
 
 @dataclass(frozen=True)
@@ -166,12 +176,27 @@ class ImageService:
 
     # --- vision ---
     def _analyze(
-        self, data: bytes, *, region: str | None, crop: bool, instance: Instance, category_id: int | None
+        self,
+        data: bytes,
+        *,
+        region: str | None,
+        crop: bool,
+        instance: Instance,
+        category_id: int | None,
+        for_search: bool = False,
     ) -> _Analysis:
+        """Decode, choose the views (lookalike.vision.views: the stored ones, or the searched ones), embed
+        them in one go, reduce them, and predict the category from the primary view."""
         decoded = decode_image(data, self._limits)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
-        features, probs = self._embedder.embed_one(picture)
-        vector = self._indexes.reduce(features)
+        if for_search:
+            region_given = region is not None and bool(region.strip())
+            pictures = search_views(decoded.image, picture, box, region_given=region_given)
+        else:
+            pictures = stored_views(decoded.image, picture, box)
+        embedded = self._embedder.embed_several(pictures)
+        views = self._indexes.reduce(embedded.vectors)
+        probs = embedded.class_probs[0]
         if instance.service_type is not ServiceType.PRODUCT:
             category = OTHER_CATEGORY  # generic instances do not classify, as on Alibaba
         elif category_id is not None:
@@ -180,7 +205,7 @@ class ImageService:
         else:
             category = predict_category(probs)
         info = PicInfo(category, box, boxes, all_categories())
-        return _Analysis(vector, info, decoded.image)
+        return _Analysis(views, info, decoded.image)
 
     # --- writes ---
     def add_image(
@@ -216,6 +241,7 @@ class ImageService:
             region=analysis.pic_info.region.to_str(),
             embedding=analysis.vector,
             model_id=self._indexes.model_id,
+            aux_embedding=analysis.views[1] if len(analysis.views) > 1 else None,
         )
         thumbnail = None
         if self._thumbnail_size is not None and (
@@ -304,9 +330,14 @@ class ImageService:
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
         analysis = self._analyze(
-            picture, region=region, crop=crop, instance=instance, category_id=options.category_id
+            picture,
+            region=region,
+            crop=crop,
+            instance=instance,
+            category_id=options.category_id,
+            for_search=True,
         )
-        hits, matched = self._vector_search(instance, analysis.vector, options, node, threshold)
+        hits, matched = self._vector_search(instance, analysis.views, options, node, threshold)
         return SearchResult(hits, matched, _elapsed_ms(started), analysis.pic_info)
 
     def search_by_name(
@@ -322,10 +353,10 @@ class ImageService:
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
         record = self._images.get(instance.id, product_id, pic_name)
-        vector = self._images.get_embedding(instance.id, product_id, pic_name)
-        if record is None or vector is None:
+        views = self._images.get_views(instance.id, product_id, pic_name)
+        if record is None or views is None:
             raise LookalikeError(e.PIC_NOT_EXIST, "The search picture does not exist.")
-        hits, matched = self._vector_search(instance, vector, options, node, threshold)
+        hits, matched = self._vector_search(instance, views, options, node, threshold)
         info = PicInfo(
             record.category_id, _parse_box(record.region), [_parse_box(record.region)], all_categories()
         )
@@ -357,7 +388,7 @@ class ImageService:
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
         query = self._indexes.reduce(np.ascontiguousarray(vector, dtype=np.float32).reshape(-1))
-        hits, matched = self._vector_search(instance, query, options, node, threshold)
+        hits, matched = self._vector_search(instance, query[None, :], options, node, threshold)
         return SearchResult(hits, matched, _elapsed_ms(started))
 
     def search_by_filter(
@@ -429,9 +460,12 @@ class ImageService:
 
     def compare(self, account: Account, instance_name: str, primary: bytes, secondary: bytes) -> float:
         instance = self._instance(account, instance_name, Operation.SEARCH)
-        first = self._analyze(primary, region=None, crop=True, instance=instance, category_id=None)
+        # The score a search for `primary` would give `secondary` if it were stored.
+        first = self._analyze(
+            primary, region=None, crop=True, instance=instance, category_id=None, for_search=True
+        )
         second = self._analyze(secondary, region=None, crop=True, instance=instance, category_id=None)
-        return _score(float(np.dot(first.vector, second.vector)))
+        return _score(float((first.views @ second.views.T).max()))
 
     def detail(self, account: Account, instance_name: str) -> InstanceDetail:
         # Detail works on unavailable instances too (billing needs it), so no status gate here.
@@ -450,29 +484,41 @@ class ImageService:
     def _vector_search(
         self,
         instance: Instance,
-        vector: np.ndarray,
+        views: np.ndarray,
         options: SearchOptions,
         node: Node | None,
         threshold: float,
     ) -> tuple[list[SearchHit], int]:
+        """The hits for a query of one or more views (v, dim): each view's k nearest from the index make one
+        shortlist, re-scored from SQL as the best cosine over (query views x the hit's stored views)."""
         scope = self._indexes.scope(instance.id, node, options.category_id)
         need = options.start + options.num
         if scope.matched == 0:
             return [], 0
         # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list. A shared index
         # may still hold rows SQL deleted (Milvus shows deletes late), so its cap is not SQL's count.
-        k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + 8)
+        k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + SHORTLIST_MARGIN)
         while True:
-            ids, scores = scope.top(vector, k)
+            found = [scope.top(view, k)[0] for view in views]
+            ids, scores = self._rescore(instance.id, views, np.unique(np.concatenate(found)))
             hits = self._hydrate(
                 instance.id, ids, scores, threshold, options.distinct_product_id, node, options.category_id
             )
-            exhausted = len(ids) < k or k >= scope.cap
+            exhausted = all(len(f) < k for f in found) or k >= scope.cap
             below_threshold = len(scores) > 0 and _score(float(scores[-1])) < threshold
             if len(hits) >= need or exhausted or below_threshold:
                 break
             k = min(scope.cap, k * 4)
         return hits[options.start : need], scope.matched
+
+    def _rescore(self, instance_id: str, views: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) best first: each score the best cosine of a query view with a stored view; ids that
+        SQL no longer holds are dropped."""
+        stored = self._images.views_by_id(instance_id, ids.tolist())
+        kept = [i for i in ids.tolist() if i in stored]
+        scores = np.array([float((views @ stored[i].T).max()) for i in kept], np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return np.array(kept, np.int64)[order], scores[order]
 
     def _hydrate(
         self,

@@ -44,7 +44,7 @@ FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
 # What a filtering backend stores next to each vector: the category and the eight filter attributes.
 SCALAR_FIELDS = ("category_id", *INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
 
-_RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding",)]
+_RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding", "aux_embedding")]
 
 
 def _record(row: Any) -> ImageRecord:
@@ -76,6 +76,11 @@ def vector_to_blob(vector: np.ndarray) -> bytes:
     return codec.encode(vector)
 
 
+def _views(embedding: bytes, aux: bytes | None) -> np.ndarray:
+    vector = blob_to_vector(embedding)
+    return vector[None, :] if aux is None else np.stack([vector, blob_to_vector(aux)])
+
+
 def blob_to_vector(blob: bytes) -> np.ndarray:
     return codec.decode(bytes(blob), len(blob) // codec.STORED_DTYPE.itemsize)
 
@@ -94,6 +99,8 @@ class NewImage:
     region: str
     embedding: np.ndarray
     model_id: str
+    # The whole picture's vector when `embedding` is of a part of it (tables.images.aux_embedding).
+    aux_embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,7 @@ class ImageRepository:
             custom_content=image.custom_content,
             region=image.region,
             embedding=vector_to_blob(image.embedding),
+            aux_embedding=None if image.aux_embedding is None else vector_to_blob(image.aux_embedding),
             model_id=image.model_id,
             updated_at=now,
             **image.attributes.as_filter_fields(),
@@ -239,15 +247,21 @@ class ImageRepository:
         return _record(row) if row else None
 
     def get_embedding(self, instance_id: str, product_id: str, pic_name: str) -> np.ndarray | None:
+        """The picture's indexed vector."""
+        views = self.get_views(instance_id, product_id, pic_name)
+        return None if views is None else views[0]
+
+    def get_views(self, instance_id: str, product_id: str, pic_name: str) -> np.ndarray | None:
+        """The picture's stored views, (1 or 2, dim): the indexed vector first, then the whole picture's."""
         with self._engine.connect() as conn:
-            blob = conn.execute(
-                select(images.c.embedding).where(
+            row = conn.execute(
+                select(images.c.embedding, images.c.aux_embedding).where(
                     images.c.instance_id == instance_id,
                     images.c.product_id == product_id,
                     images.c.pic_name == pic_name,
                 )
-            ).scalar_one_or_none()
-        return None if blob is None else blob_to_vector(blob)
+            ).first()
+        return None if row is None else _views(row.embedding, row.aux_embedding)
 
     def hydrate(self, instance_id: str, ids: Sequence[int]) -> dict[int, ImageRecord]:
         """Records for index hits; ids that no longer exist are simply absent."""
@@ -436,6 +450,20 @@ class ImageRepository:
             for row in conn.execute(select(*columns).where(images.c.id.in_(ids[start : start + 900]))):
                 if row.instance_id == instance_id:
                     found[int(row.id)] = row
+        return found
+
+    def views_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored views, (1 or 2, dim) each, of these pictures (those of the instance that still exist):
+        the indexed vector first, then the whole picture's where there is one."""
+        found: dict[int, np.ndarray] = {}
+        id_list = [int(i) for i in ids]
+        columns = [images.c.id, images.c.instance_id, images.c.embedding, images.c.aux_embedding]
+        with self._engine.connect() as conn:
+            for start in range(0, len(id_list), 900):  # by primary key only, as _rows_by_id
+                chunk = id_list[start : start + 900]
+                for row in conn.execute(select(*columns).where(images.c.id.in_(chunk))):
+                    if row.instance_id == instance_id:
+                        found[int(row.id)] = _views(row.embedding, row.aux_embedding)
         return found
 
     def vectors_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:

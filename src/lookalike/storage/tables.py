@@ -96,6 +96,9 @@ images = Table(
     Column("region", String(64), nullable=False),
     # The reduced vector (lookalike.vectors): 256 float16 values, little-endian, L2-normalized.
     Column("embedding", LargeBinary, nullable=False),
+    # The whole picture's vector when `embedding` is of a part of it (the subject crop or a Region); same
+    # space and encoding; NULL when both are the same picture. Read only to re-score a search's shortlist.
+    Column("aux_embedding", LargeBinary, nullable=True),
     Column("model_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),  # change sequence of the last write
     Column("created_at", DateTime(timezone=True), nullable=False),

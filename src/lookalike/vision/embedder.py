@@ -313,6 +313,22 @@ class MicroBatcher:
             self._queue.put(_Request(image, fut))
         return fut.result()
 
+    def embed_several(self, images: Sequence[Image.Image]) -> EmbedResult:
+        """Several images of one request (the views of a search), queued together, so they share a batch
+        with each other and with concurrent requests. Blocks until all are done."""
+        futures: list[Future[tuple[FloatArray, FloatArray]]] = []
+        with self._close_lock:
+            if self._closed:
+                raise RuntimeError("MicroBatcher is closed")
+            for image in images:
+                fut: Future[tuple[FloatArray, FloatArray]] = Future()
+                self._queue.put(_Request(image, fut))
+                futures.append(fut)
+        done = [f.result() for f in futures]
+        if not done:
+            return EmbedResult(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32))
+        return EmbedResult(np.stack([v for v, _ in done]), np.stack([p for _, p in done]))
+
     def embed_many(self, images: Sequence[Image.Image]) -> EmbedResult:
         """Bulk path: already batched, so it skips the queue and calls the embedder directly."""
         if self._closed:

@@ -1,0 +1,52 @@
+"""The views of a picture that are embedded: one stored per picture (two when they differ), several searched.
+
+A copy is often not the picture itself but the picture inside something (a frame, a banner, a screenshot,
+another photo) or a part of it (a crop), and which part the subject detector picks can differ between a
+picture and its copy. So a picture is described by more than one view, chosen by
+``bench/copy_features.py`` + ``bench/copy_detection_bench.py`` on the tune part of the copy benchmark:
+
+* stored: the *primary* view (the Region, else the subject crop, else the whole picture), which goes into
+  the vector index, and the whole picture when the primary is a crop of it (kept in SQL, read when a
+  search re-scores its shortlist: it costs no index memory);
+* searched: the primary view, the whole picture, and the central 70 % and 50 % of the whole picture (per
+  side): a picture pasted into another one, or shown in a screenshot, usually sits near the middle. A
+  Region given by the caller is searched alone: the caller said what to look for.
+
+A hit's score is the best cosine over (searched views x stored views): the same picture scores 1.0.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from PIL import Image
+
+from lookalike.domain.region import Box, whole_image
+
+# Shares of each side kept by the central search views.
+CENTRE_SHARES: Final = (0.7, 0.5)
+
+
+def centre(image: Image.Image, share: float) -> Image.Image:
+    """The central ``share`` of each side of ``image``."""
+    width, height = image.size
+    dx, dy = round(width * (1 - share) / 2), round(height * (1 - share) / 2)
+    return image.crop((dx, dy, width - dx, height - dy))
+
+
+def stored_views(image: Image.Image, primary: Image.Image, box: Box) -> list[Image.Image]:
+    """What an added picture stores: the primary view, then the whole picture if the primary is a crop."""
+    if box == whole_image(*image.size):
+        return [primary]
+    return [primary, image]
+
+
+def search_views(
+    image: Image.Image, primary: Image.Image, box: Box, *, region_given: bool
+) -> list[Image.Image]:
+    """What a search by picture looks for, the primary view first (see the module docstring)."""
+    if region_given:
+        return [primary]
+    views = stored_views(image, primary, box)
+    views.extend(centre(image, share) for share in CENTRE_SHARES)
+    return views
