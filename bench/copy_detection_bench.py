@@ -9,7 +9,11 @@ photo is then searched with one edited copy per edit family (``tests/copy_edits.
 * µAP (DISC21's micro average precision): every (query, hit, score) of every query pooled and ranked by
   score; precision-recall over that list, with recall counted against the number of queries;
 * CPU cost per query and per add: the server process's user+system CPU seconds over the phase, divided by
-  the requests (the load generator runs in this process, on the same 2 cores, and is not counted).
+  the requests (the load generator runs in this process, on the same 2 cores, and is not counted);
+* the copy threshold: ``--negatives`` pictures indexed nowhere are edited the same ways and searched too
+  (their best hit is never right). On the tune part the lowest score threshold whose precision (right top
+  hits at or above it, over all top hits at or above it, copies' wrong ones and the negatives' included)
+  is at least 0.99 is chosen; the held-out part reports the precision and recall it then gives.
 
 Sources are split by a hash of their name into a ``tune`` part and a ``heldout`` part; choices of the
 retrieval are made on ``tune`` only, and ``heldout`` is reported separately (``--split``).
@@ -125,6 +129,32 @@ def add_all(client: httpx.Client, pictures: Iterable[tuple[str, Image.Image]]) -
     return sum(1 for s in statuses if s == 200)
 
 
+def search_negatives(
+    client: httpx.Client, corpus: picture_corpus.Corpus, families: list[str], seed: int
+) -> dict[str, list[float]]:
+    """Best-hit scores of edited copies of pictures indexed nowhere, by split (one family each, in turn)."""
+    jobs = [
+        (name, image, families[i % len(families)]) for i, (name, image) in enumerate(corpus.negatives)
+    ]
+
+    def query(job: tuple[str, Image.Image, str]) -> tuple[str, float]:
+        name, image, family = job
+        seed_ = seed * 1_000_003 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+        edited = copy_edits.edit(image, family, seed_, corpus.overlays)
+        response = client.post(
+            "/v1/instances/shop/search/picture",
+            data={"num": "1"},
+            files={"picture": ("q.jpg", jpeg_bytes(edited), "image/jpeg")},
+        )
+        hits = response.json().get("results", []) if response.status_code == 200 else []
+        return split_of(name), float(hits[0]["score"]) if hits else 0.0
+
+    out: dict[str, list[float]] = {"tune": [], "heldout": []}
+    for split, score in run_parallel(jobs, query):
+        out[split].append(score)
+    return out
+
+
 def evaluate(
     client: httpx.Client,
     sources: list[tuple[str, Image.Image]],
@@ -156,6 +186,36 @@ def evaluate(
     return run_parallel(jobs, query)
 
 
+def calibrate(results: list[dict[str, Any]], negatives: list[float], target: float = 0.99) -> float | None:
+    """The lowest threshold whose precision over top hits at or above it is >= target (None: none is)."""
+    tops = [(r["hits"][0][1], r["hits"][0][0] == r["source"]) for r in results if r.get("hits")]
+    tops += [(score, False) for score in negatives]
+    tops.sort(key=lambda t: -t[0])
+    best: float | None = None
+    right = 0
+    for n, (score, ok) in enumerate(tops, 1):
+        right += ok
+        if right / n >= target and (n == len(tops) or tops[n][0] < score):
+            best = score
+    return best
+
+
+def at_threshold(results: list[dict[str, Any]], negatives: list[float], threshold: float) -> dict[str, Any]:
+    above = [r for r in results if r.get("hits") and r["hits"][0][1] >= threshold]
+    right = sum(1 for r in above if r["hits"][0][0] == r["source"])
+    wrong = len(above) - right
+    false = sum(1 for score in negatives if score >= threshold)
+    kept = right + wrong + false
+    return {
+        "threshold": round(threshold, 4),
+        "precision": round(right / kept, 4) if kept else None,
+        "recall": round(right / len(results), 4) if results else None,
+        "wrong_copies_above": wrong,
+        "negatives_above": false,
+        "negatives": len(negatives),
+    }
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     by_family: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for result in results:
@@ -185,15 +245,18 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(copy_edits.FAMILIES))
     parser.add_argument("--split", choices=["tune", "heldout", "both"], default="both")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--negatives", type=int, default=250, help="pictures indexed nowhere, searched too")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "copy_detection_bench.json"))
     parser.add_argument("--quick", action="store_true", help="40 sources, 500 distractors, to /tmp")
     args = parser.parse_args()
     if args.quick:
-        args.sources, args.distractors = 40, 500
+        args.sources, args.distractors, args.negatives = 40, 500, 60
         args.out = "/tmp/copy_detection_bench.json"
     families = [f for f in args.families.split(",") if f]
 
-    corpus = picture_corpus.load(sources=args.sources, distractors=args.distractors, seed=args.seed)
+    corpus = picture_corpus.load(
+        sources=args.sources, distractors=args.distractors, seed=args.seed, negatives=args.negatives
+    )
     sources = corpus.sources
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,12 +270,20 @@ def main() -> None:
                 added = add_all(client, [*sources, *corpus.distractors])
                 add_cpu, add_wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
                 report: dict[str, Any] = {}
+                negative_scores = search_negatives(client, corpus, families, args.seed)
+                threshold: float | None = None
                 for split in ["tune", "heldout"] if args.split == "both" else [args.split]:
                     part = [(n, im) for n, im in sources if split_of(n) == split]
                     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
                     results = evaluate(client, part, families, corpus.overlays, args.seed)
                     cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+                    negatives = negative_scores[split]
+                    if split == "tune" or threshold is None:
+                        threshold = calibrate(results, negatives)
                     report[split] = {
+                        "copy_threshold": at_threshold(results, negatives, threshold)
+                        if threshold is not None
+                        else None,
                         "sources": len(part),
                         "queries": len(results),
                         "cpu_ms_per_query": round(1000 * cpu / max(1, len(results)), 1),
@@ -253,7 +324,7 @@ def main() -> None:
     print(f"indexed {added} pictures ({len(sources)} sources); add CPU {add_cpu_ms} ms/picture")
     for split, part in report.items():
         head = f"{split}: {part['sources']} sources, {part['queries']} queries"
-        print(f"\n{head}, CPU {part['cpu_ms_per_query']} ms/query")
+        print(f"\n{head}, CPU {part['cpu_ms_per_query']} ms/query; copy threshold {part['copy_threshold']}")
         print(f"{'family':<12} {'R@1':>6} {'R@10':>6} {'µAP':>6} {'err':>4} {'score':>6}")
         for family, row in part["families"].items():
             print(

@@ -73,6 +73,9 @@ class Corpus:
     distractors: list[tuple[str, Image.Image]]
     overlays: list[Image.Image]
     description: dict[str, object] = field(default_factory=dict)
+    # Pictures indexed nowhere, drawn from the distractors' pool (an eighth of it, by a hash of the name):
+    # their copies' best hits are what a copy threshold must reject.
+    negatives: list[tuple[str, Image.Image]] = field(default_factory=list)
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -255,7 +258,11 @@ class _Unique:
         return image
 
 
-def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
+def _is_negative(name: str) -> bool:
+    return hashlib.sha256(name.encode()).digest()[2] % 8 == 0
+
+
+def load(*, sources: int, distractors: int, seed: int = 0, negatives: int = 0) -> Corpus:
     rng = random.Random(seed)
     unique = _Unique()
 
@@ -294,23 +301,32 @@ def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
             chosen.append((_name(path, STAMPS, "stamp"), image))
 
     rest: list[tuple[str, Image.Image]] = []
+    unindexed: list[tuple[str, Image.Image]] = []
+
+    def full() -> bool:
+        return len(rest) >= distractors and len(unindexed) >= negatives
+
+    def take(name: str, image: Image.Image | None) -> None:
+        if image is None:
+            return
+        if negatives and _is_negative(name) and len(unindexed) < negatives:
+            unindexed.append((name, image))
+        elif len(rest) < distractors:
+            rest.append((name, image))
+
     for prefix, root, paths in (
         ("stamp", STAMPS, [*skipped, *stamp_iter]),
         ("icon", ICONS, icons),
         ("clipart", CLIPART, clipart),
     ):
         for path in paths:
-            if len(rest) >= distractors:
+            if full():
                 break
-            image = unique(_open(path))
-            if image is not None:
-                rest.append((_name(path, root, prefix), image))
+            take(_name(path, root, prefix), unique(_open(path)))
     for name in [n for n in emoji_names() if not is_training(n)]:
-        if len(rest) >= distractors:
+        if full():
             break
-        image = unique(emoji(name))
-        if image is not None:
-            rest.append((name, image))
+        take(name, unique(emoji(name)))
     kinds: dict[str, int] = {}
     for name, _ in chosen:
         kinds[name.split(":")[0]] = kinds.get(name.split(":")[0], 0) + 1
@@ -334,4 +350,5 @@ def load(*, sources: int, distractors: int, seed: int = 0) -> Corpus:
             f"picture_corpus: only {len(chosen)} sources and {len(rest)} distractors installed",
             file=sys.stderr,
         )
-    return Corpus(chosen, rest, overlays, description)
+    description["negatives"] = len(unindexed)
+    return Corpus(chosen, rest, overlays, description, unindexed)

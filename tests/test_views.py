@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lookalike.domain.region import Box, whole_image
-from lookalike.vision.views import CENTRE_SHARES, centre, search_views, stored_views
+from lookalike.vision.views import CENTRE_SHARES, CENTRE_WEIGHTS, centre, search_views, stored_views
 
 
 @given(st.integers(2, 3000), st.integers(2, 3000), st.sampled_from(CENTRE_SHARES))
@@ -30,8 +30,8 @@ def test_a_search_looks_at_the_primary_the_whole_and_the_centre_unless_a_region_
     part = image.crop((0, 0, 200, 150))
     box = Box(0, 200, 0, 150)
     views = search_views(image, part, box, region_given=False)
-    assert views[0] is part and views[1] is image
-    assert [v.size for v in views[2:]] == [(280, 210), (200, 150)]
-    assert search_views(image, part, box, region_given=True) == [part]
+    assert views[0] == (part, 1.0) and views[1] == (image, 1.0)
+    assert [(v.size, w) for v, w in views[2:]] == list(zip([(280, 210), (200, 150)], CENTRE_WEIGHTS, strict=True))
+    assert search_views(image, part, box, region_given=True) == [(part, 1.0)]
     whole = search_views(image, image, whole_image(400, 300), region_given=False)
-    assert whole[0] is image and len(whole) == 1 + len(CENTRE_SHARES)
+    assert whole[0] == (image, 1.0) and len(whole) == 1 + len(CENTRE_SHARES)

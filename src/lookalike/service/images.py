@@ -76,6 +76,7 @@ class AddResult:
 @dataclass(frozen=True)
 class _Analysis:
     views: np.ndarray  # (v, dim) reduced vectors, the primary view (Region / subject crop / whole) first
+    weights: np.ndarray  # (v,) what each view's cosine counts for (lookalike.vision.views)
     pic_info: PicInfo
     image: Image.Image  # the whole decoded picture (oriented RGB), for the thumbnail
 
@@ -191,9 +192,12 @@ class ImageService:
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
         if for_search:
             region_given = region is not None and bool(region.strip())
-            pictures = search_views(decoded.image, picture, box, region_given=region_given)
+            weighted = search_views(decoded.image, picture, box, region_given=region_given)
+            pictures = [view for view, _ in weighted]
+            weights = np.array([weight for _, weight in weighted], np.float32)
         else:
             pictures = stored_views(decoded.image, picture, box)
+            weights = np.ones(len(pictures), np.float32)
         embedded = self._embedder.embed_several(pictures)
         views = self._indexes.reduce(embedded.vectors)
         probs = embedded.class_probs[0]
@@ -205,7 +209,7 @@ class ImageService:
         else:
             category = predict_category(probs)
         info = PicInfo(category, box, boxes, all_categories())
-        return _Analysis(views, info, decoded.image)
+        return _Analysis(views, weights, info, decoded.image)
 
     # --- writes ---
     def add_image(
@@ -337,7 +341,9 @@ class ImageService:
             category_id=options.category_id,
             for_search=True,
         )
-        hits, matched = self._vector_search(instance, analysis.views, options, node, threshold)
+        hits, matched = self._vector_search(
+            instance, analysis.views, options, node, threshold, analysis.weights
+        )
         return SearchResult(hits, matched, _elapsed_ms(started), analysis.pic_info)
 
     def search_by_name(
@@ -465,7 +471,7 @@ class ImageService:
             primary, region=None, crop=True, instance=instance, category_id=None, for_search=True
         )
         second = self._analyze(secondary, region=None, crop=True, instance=instance, category_id=None)
-        return _score(float((first.views @ second.views.T).max()))
+        return _score(float(((first.views @ second.views.T) * first.weights[:, None]).max()))
 
     def detail(self, account: Account, instance_name: str) -> InstanceDetail:
         # Detail works on unavailable instances too (billing needs it), so no status gate here.
@@ -488,9 +494,12 @@ class ImageService:
         options: SearchOptions,
         node: Node | None,
         threshold: float,
+        weights: np.ndarray | None = None,
     ) -> tuple[list[SearchHit], int]:
         """The hits for a query of one or more views (v, dim): each view's k nearest from the index make one
-        shortlist, re-scored from SQL as the best cosine over (query views x the hit's stored views)."""
+        shortlist, re-scored from SQL as the best weighted cosine over (query views x the hit's stored
+        views); ``weights`` (v,) default to 1."""
+        weights = np.ones(len(views), np.float32) if weights is None else weights
         scope = self._indexes.scope(instance.id, node, options.category_id)
         need = options.start + options.num
         if scope.matched == 0:
@@ -500,7 +509,7 @@ class ImageService:
         k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + SHORTLIST_MARGIN)
         while True:
             found = [scope.top(view, k)[0] for view in views]
-            ids, scores = self._rescore(instance.id, views, np.unique(np.concatenate(found)))
+            ids, scores = self._rescore(instance.id, views, weights, np.unique(np.concatenate(found)))
             hits = self._hydrate(
                 instance.id, ids, scores, threshold, options.distinct_product_id, node, options.category_id
             )
@@ -511,12 +520,15 @@ class ImageService:
             k = min(scope.cap, k * 4)
         return hits[options.start : need], scope.matched
 
-    def _rescore(self, instance_id: str, views: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, scores) best first: each score the best cosine of a query view with a stored view; ids that
-        SQL no longer holds are dropped."""
+    def _rescore(
+        self, instance_id: str, views: np.ndarray, weights: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) best first: each score the best weighted cosine of a query view with a stored view;
+        ids that SQL no longer holds are dropped."""
         stored = self._images.views_by_id(instance_id, ids.tolist())
         kept = [i for i in ids.tolist() if i in stored]
-        scores = np.array([float((views @ stored[i].T).max()) for i in kept], np.float32)
+        column = weights[:, None]
+        scores = np.array([float(((views @ stored[i].T) * column).max()) for i in kept], np.float32)
         order = np.argsort(-scores, kind="stable")
         return np.array(kept, np.int64)[order], scores[order]
 

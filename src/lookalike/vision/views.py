@@ -12,7 +12,10 @@ picture and its copy. So a picture is described by more than one view, chosen by
   side): a picture pasted into another one, or shown in a screenshot, usually sits near the middle. A
   Region given by the caller is searched alone: the caller said what to look for.
 
-A hit's score is the best cosine over (searched views x stored views): the same picture scores 1.0.
+A hit's score is the best cosine over (searched views x stored views), a central view's cosine counted at
+``CENTRE_WEIGHTS`` (0.97, 0.94): a part of the query that matches is weaker evidence than the whole of it,
+and without it a centre crop of a photo found the photo's own left half first (tests/test_alibaba_actions).
+The same picture scores 1.0.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from PIL import Image
 
 from lookalike.domain.region import Box, whole_image
 
-# Shares of each side kept by the central search views.
+# Shares of each side kept by the central search views, and what their cosines count for (chosen on the
+# tune part: recall@1 0.9847 unweighted, 0.9853 weighted; held-out 0.9767 -> 0.9779).
 CENTRE_SHARES: Final = (0.7, 0.5)
+CENTRE_WEIGHTS: Final = (0.97, 0.94)
 
 
 def centre(image: Image.Image, share: float) -> Image.Image:
@@ -43,10 +48,13 @@ def stored_views(image: Image.Image, primary: Image.Image, box: Box) -> list[Ima
 
 def search_views(
     image: Image.Image, primary: Image.Image, box: Box, *, region_given: bool
-) -> list[Image.Image]:
-    """What a search by picture looks for, the primary view first (see the module docstring)."""
+) -> list[tuple[Image.Image, float]]:
+    """What a search by picture looks for, with what each view's cosine counts for, the primary view first
+    (see the module docstring)."""
     if region_given:
-        return [primary]
-    views = stored_views(image, primary, box)
-    views.extend(centre(image, share) for share in CENTRE_SHARES)
+        return [(primary, 1.0)]
+    views = [(view, 1.0) for view in stored_views(image, primary, box)]
+    views.extend(
+        (centre(image, share), weight) for share, weight in zip(CENTRE_SHARES, CENTRE_WEIGHTS, strict=True)
+    )
     return views
