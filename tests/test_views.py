@@ -31,7 +31,8 @@ def test_a_search_looks_at_the_primary_the_whole_and_the_centre_unless_a_region_
     box = Box(0, 200, 0, 150)
     views = search_views(image, part, box, region_given=False)
     assert views[0] == (part, 1.0) and views[1] == (image, 1.0)
-    assert [(v.size, w) for v, w in views[2:]] == list(zip([(280, 210), (200, 150)], CENTRE_WEIGHTS, strict=True))
+    sizes = [(280, 210), (200, 150)]
+    assert [(v.size, w) for v, w in views[2:]] == list(zip(sizes, CENTRE_WEIGHTS, strict=True))
     assert search_views(image, part, box, region_given=True) == [(part, 1.0)]
     whole = search_views(image, image, whole_image(400, 300), region_given=False)
     assert whole[0] == (image, 1.0) and len(whole) == 1 + len(CENTRE_SHARES)
