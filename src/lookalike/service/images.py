@@ -54,6 +54,8 @@ ACTIVE = "active"
 # Each query view's k nearest are asked for this many more than the page needs: the shortlist that the
 # re-scoring over every view orders (the copy benchmark's sources were all within each view's top 20).
 SHORTLIST_MARGIN = 20
+# At most this many pictures matched by words join a text search's shortlist (the index's best-ranked).
+WORD_MATCHES = 500
 
 
 @dataclass(frozen=True)
@@ -384,9 +386,15 @@ class ImageService:
         instance_name: str,
         vector: np.ndarray,
         options: SearchOptions = SearchOptions(),
+        *,
+        words: list[str] | None = None,
     ) -> SearchResult:
         """Search with a query vector made elsewhere (text search) in the feature space of
         ``feature_model_id``; it is reduced into the stored space as a picture's features are.
+
+        ``words`` (lookalike.domain.words.query_words) also match what the tenant wrote about each picture
+        (ProductId, PicName, CustomContent) through the full-text index: a picture's score is then the
+        larger of its cosine and the share of the words it holds.
 
         Same gate, paging, filter, threshold and de-duplication as the picture searches; no PicInfo.
         """
@@ -394,7 +402,10 @@ class ImageService:
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
         query = self._indexes.reduce(np.ascontiguousarray(vector, dtype=np.float32).reshape(-1))
-        hits, matched = self._vector_search(instance, query[None, :], options, node, threshold)
+        lexical = self._images.match_words(instance.id, words, WORD_MATCHES) if words else None
+        hits, matched = self._vector_search(
+            instance, query[None, :], options, node, threshold, lexical=lexical
+        )
         return SearchResult(hits, matched, _elapsed_ms(started))
 
     def search_by_filter(
@@ -495,11 +506,15 @@ class ImageService:
         node: Node | None,
         threshold: float,
         weights: np.ndarray | None = None,
+        *,
+        lexical: dict[int, float] | None = None,
     ) -> tuple[list[SearchHit], int]:
         """The hits for a query of one or more views (v, dim): each view's k nearest from the index make one
         shortlist, re-scored from SQL as the best weighted cosine over (query views x the hit's stored
-        views); ``weights`` (v,) default to 1."""
+        views); ``weights`` (v,) default to 1. ``lexical`` (id -> word score) joins the shortlist, and a
+        hit's score is the larger of the two."""
         weights = np.ones(len(views), np.float32) if weights is None else weights
+        extra = np.array(sorted(lexical or {}), np.int64)
         scope = self._indexes.scope(instance.id, node, options.category_id)
         need = options.start + options.num
         if scope.matched == 0:
@@ -509,7 +524,12 @@ class ImageService:
         k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + SHORTLIST_MARGIN)
         while True:
             found = [scope.top(view, k)[0] for view in views]
-            ids, scores = self._rescore(instance.id, views, weights, np.unique(np.concatenate(found)))
+            shortlist = np.unique(np.concatenate([*found, extra]))
+            ids, scores = self._rescore(instance.id, views, weights, shortlist)
+            if lexical:
+                scores = np.maximum(scores, np.array([lexical.get(int(i), 0.0) for i in ids], np.float32))
+                order = np.argsort(-scores, kind="stable")
+                ids, scores = ids[order], scores[order]
             hits = self._hydrate(
                 instance.id, ids, scores, threshold, options.distinct_product_id, node, options.category_id
             )

@@ -6,10 +6,15 @@ distribution -> the image network's classifier head), then searched through
 :meth:`ImageService.search_by_vector`: the same gate (ownership, instance state, search QPS),
 paging, filter, ScoreThreshold and DistinctProductId handling as the picture searches.
 
-Score: the cosine between the query vector and the picture's embedding, clipped to [0, 1] as for
-picture search. Text queries score far lower than near-duplicate pictures (a relevant picture
-typically 0.15-0.35, an unrelated one below 0.1), so a ScoreThreshold tuned for picture search
-filters out every text result.
+The query's content words (lookalike.domain.words) are also matched against what the tenant wrote
+about each picture — ProductId, PicName, CustomContent — through the database's full-text index
+(SQLite FTS5, PostgreSQL tsvector/GIN): "red sneaker" finds ``red-sneaker_front.jpg``.
+
+Score: the larger of (a) the cosine between the query vector and the picture's embedding, clipped to
+[0, 1] as for picture search — a relevant picture typically 0.15-0.35, an unrelated one below 0.1 — and
+(b) the share of the query's content words that the picture's texts hold (1.0 when all of them). So a
+picture named by every word of the query comes first, and a ScoreThreshold tuned for picture search
+keeps only such pictures.
 
 The sentence model is English-only: Chinese queries run, but what they find is close to chance
 (``bench/results/text_search_eval.json``).
@@ -24,6 +29,7 @@ from typing import Final
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account, SearchResult
+from lookalike.domain.words import query_words
 from lookalike.service.images import ImageService, SearchOptions
 from lookalike.vision.text_encoder import TEXT_MODEL_INSTALL, TextModelMissing, TextQueryModel
 
@@ -83,6 +89,8 @@ class TextSearchService:
                 "Search by text is not available on this server: its operator must run "
                 f"`{TEXT_MODEL_INSTALL}`.",
             ) from exc
-        result = self._images.search_by_vector(account, instance_name, vector, options or SearchOptions())
+        result = self._images.search_by_vector(
+            account, instance_name, vector, options or SearchOptions(), words=query_words(query)
+        )
         elapsed = round((time.perf_counter() - started) * 1000)
         return SearchResult(result.hits, result.matched, elapsed)

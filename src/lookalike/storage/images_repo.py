@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -25,6 +26,7 @@ from lookalike.domain import vector_codec as codec
 from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
 from lookalike.domain.filters import Node
 from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord
+from lookalike.domain.words import coverage, search_text
 from lookalike.storage.db import write_transaction
 from lookalike.storage.filter_sql import compile_filter
 from lookalike.storage.sqltime import as_utc
@@ -44,7 +46,7 @@ FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
 # What a filtering backend stores next to each vector: the category and the eight filter attributes.
 SCALAR_FIELDS = ("category_id", *INT_ATTR_COLUMNS, *STR_ATTR_COLUMNS)
 
-_RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding", "aux_embedding")]
+_RECORD_COLUMNS = [c for c in images.c if c.name not in ("embedding", "aux_embedding", "search_text")]
 
 
 def _record(row: Any) -> ImageRecord:
@@ -187,6 +189,7 @@ class ImageRepository:
         values: dict[str, Any] = dict(
             category_id=image.category_id,
             custom_content=image.custom_content,
+            search_text=search_text([image.product_id, image.pic_name, image.custom_content]),
             region=image.region,
             embedding=vector_to_blob(image.embedding),
             aux_embedding=None if image.aux_embedding is None else vector_to_blob(image.aux_embedding),
@@ -371,6 +374,8 @@ class ImageRepository:
             if image_id is None:
                 return None
             seq = self._log_change(conn, instance_id, int(image_id), "attrs")
+            if change.custom_content is not None:
+                values["search_text"] = search_text([product_id, pic_name, change.custom_content])
             conn.execute(
                 update(images).where(images.c.id == image_id).values(updated_at=now, seq=seq, **values)
             )
@@ -451,6 +456,41 @@ class ImageRepository:
                 if row.instance_id == instance_id:
                     found[int(row.id)] = row
         return found
+
+    def match_words(self, instance_id: str, query: list[str], limit: int) -> dict[int, float]:
+        """Pictures of the instance whose words hold any of the query's words, through the full-text index:
+        id -> the share of the query's words it holds (lookalike.domain.words.coverage), at most ``limit``
+        of them, the database's best-ranked first."""
+        if not query or limit <= 0:
+            return {}
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Every word quoted: FTS5 reads bare words such as AND/NEAR as operators.
+                match = " OR ".join('"' + word.replace('"', '""') + '"' for word in query)
+                rows = conn.execute(
+                    text(
+                        "SELECT images.id, images.search_text FROM images_fts"
+                        " JOIN images ON images.id = images_fts.rowid"
+                        " WHERE images_fts MATCH :match AND images.instance_id = :instance"
+                        " ORDER BY bm25(images_fts) LIMIT :limit"
+                    ),
+                    {"match": match, "instance": instance_id, "limit": limit},
+                ).all()
+            else:
+                rows = conn.execute(
+                    text(
+                        "SELECT id, search_text FROM images, to_tsquery('simple', :query) AS q"
+                        " WHERE instance_id = :instance AND to_tsvector('simple', search_text) @@ q"
+                        " ORDER BY ts_rank(to_tsvector('simple', search_text), q) DESC LIMIT :limit"
+                    ),
+                    # Each word single-quoted as a tsquery lexeme ('' escapes a quote), OR'ed.
+                    {
+                        "query": " | ".join("'" + word.replace("'", "''") + "'" for word in query),
+                        "instance": instance_id,
+                        "limit": limit,
+                    },
+                ).all()
+        return {int(r.id): coverage(query, r.search_text) for r in rows}
 
     def views_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored views, (1 or 2, dim) each, of these pictures (those of the instance that still exist):

@@ -93,6 +93,9 @@ images = Table(
     Column("str_attr3", String(128), nullable=False, default=""),
     Column("str_attr4", String(128), nullable=False, default=""),
     Column("custom_content", Text, nullable=False, default=""),
+    # The distinct words of ProductId, PicName and CustomContent (lookalike.domain.words), which the
+    # full-text index holds: SQLite's FTS5 table images_fts, PostgreSQL's GIN index (migration 0009).
+    Column("search_text", Text, nullable=False, default=""),
     Column("region", String(64), nullable=False),
     # The reduced vector (lookalike.vectors): 256 float16 values, little-endian, L2-normalized.
     Column("embedding", LargeBinary, nullable=False),
