@@ -254,6 +254,8 @@ def main() -> None:
         args.out = "/tmp/copy_detection_bench.json"
     families = [f for f in args.families.split(",") if f]
 
+    # The commit the server runs: read now, not when the run ends.
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     corpus = picture_corpus.load(
         sources=args.sources, distractors=args.distractors, seed=args.seed, negatives=args.negatives
     )
@@ -297,7 +299,6 @@ def main() -> None:
                     }
         finally:
             server.stop()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     output = {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": {
