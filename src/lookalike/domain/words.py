@@ -4,7 +4,7 @@ Search by words matches the query against each picture's ProductId, PicName and 
 database's full-text index (SQLite FTS5, PostgreSQL tsvector). Both sides are reduced to the same words here,
 so the two databases match alike and neither's own tokenizer decides:
 
-* lower case, accents removed (NFKD), split on everything that is not a letter or a digit, so
+* case folded, accents removed (NFKD), split on everything that is not a letter or a digit, so
   ``red-sneaker_front.JPG`` gives ``red sneaker front jpg``;
 * every CJK ideograph, kana or hangul syllable is a word of its own (Chinese has no spaces);
 * a light plural fold: a word of four or more letters ending in one ``s`` loses it (``sneakers``).
@@ -51,7 +51,8 @@ def _fold(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The words of ``text``, in order, repeats kept (see the module docstring)."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
+    # Decomposed before and after case folding: compatibility forms (𝓐) fold only once decomposed.
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     out: list[str] = []
     current: list[str] = []
 
@@ -63,13 +64,13 @@ def words(text: str) -> list[str]:
     for ch in decomposed:
         if unicodedata.combining(ch):
             continue
-        if _is_cjk(ch):
+        if not ch.isalnum():  # separators, and code points this Python's Unicode data does not assign
+            flush()
+        elif _is_cjk(ch):
             flush()
             out.append(ch)
-        elif ch.isalnum():
-            current.append(ch)
         else:
-            flush()
+            current.append(ch)
     flush()
     return out
 
