@@ -56,9 +56,12 @@ MODEL_ID = packaged().model_id()
 
 
 def _picture(i: int, rng: np.random.Generator) -> NewImage:
-    """A typical catalogue picture: short ids, two attributes, a region, a line of custom content."""
+    """A typical catalogue picture: short ids, two attributes, a region, a line of custom content, and (the
+    larger case) both stored views: the subject crop's vector and the whole picture's."""
     vector = rng.standard_normal(DIM).astype(np.float32)
     vector /= np.linalg.norm(vector)
+    whole = rng.standard_normal(DIM).astype(np.float32)
+    whole /= np.linalg.norm(whole)
     return NewImage(
         product_id=f"sku-{i // 4:08d}",
         pic_name=f"photo-{i:08d}.jpg",
@@ -68,6 +71,7 @@ def _picture(i: int, rng: np.random.Generator) -> NewImage:
         region=f"{i % 50},{300 + i % 50},{i % 40},{400 + i % 40}",
         embedding=vector,
         model_id=MODEL_ID,
+        aux_embedding=whole,
     )
 
 
@@ -394,8 +398,9 @@ def main() -> None:
     report.update(
         {
             "what": "storage per picture: SQL via ImageRepository.upsert (images + change-log row)",
-            "picture": f"{DIM}-d float16 vector ({DIM * 2:,} bytes, model {MODEL_ID}), short ids, "
-            "2 attributes, region, 40-char custom",
+            "picture": f"two {DIM}-d float16 vectors ({DIM * 2:,} bytes each: subject crop and whole "
+            f"picture, model {MODEL_ID}), short ids, 2 attributes, region, 40-char custom, its words "
+            "in the full-text index",
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "git_head": head,
         }
