@@ -11,7 +11,8 @@ about each picture — ProductId, PicName, CustomContent — through the databas
 (SQLite FTS5, PostgreSQL tsvector/GIN): "red sneaker" finds ``red-sneaker_front.jpg``.
 
 Score: the larger of (a) the cosine between the query vector and the picture's embedding, clipped to
-[0, 1] as for picture search — a relevant picture typically 0.15-0.35, an unrelated one below 0.1 — and
+[0, 1] as for picture search — well below a copy's score for a relevant picture, near 0 for an unrelated
+one (0.15-0.35 before the whitened space; bench/text_search_eval.py is to be re-run) — and
 (b) the share of the query's content words that the picture's texts hold (1.0 when all of them). So a
 picture named by every word of the query comes first, and a ScoreThreshold tuned for picture search
 keeps only such pictures.

@@ -2,8 +2,10 @@
 
 Body (JSON, form or query): ``text`` (required, <= 512 characters) and the usual search options
 ``num``, ``start``, ``category_id``, ``filter``, ``distinct_product_id``, ``score_threshold``.
-The answer has the shape of the other searches (``pic_info`` is null). Scores are cosines between
-the text's projection and each picture's embedding: relevant pictures typically score 0.15-0.35.
+The answer has the shape of the other searches (``pic_info`` is null). A hit's score is the larger of
+the cosine between the text's projection and the picture's embedding (well below a copy's score for a
+relevant picture) and the share of the text's words that its ProductId, PicName and CustomContent hold
+(1.0 when all of them): see lookalike.service.text_search.
 """
 
 from __future__ import annotations
