@@ -32,6 +32,7 @@ import picture_corpus  # noqa: E402
 import copy_edits  # noqa: E402
 from lookalike.vision.embedder import EfficientNetEmbedder, gem_pool, preprocess  # noqa: E402
 from lookalike.vision.subject import detect_subjects  # noqa: E402
+from lookalike.vision.views import centre  # noqa: E402
 
 CACHE = Path("/tmp/lookalike-copy-features")
 
@@ -67,19 +68,13 @@ DB_VIEWS = ("crop", "whole")
 QUERY_VIEWS = ("crop", "whole", "c70", "c50")
 
 
-def _centre(image: Image.Image, share: float) -> Image.Image:
-    w, h = image.size
-    dx, dy = round(w * (1 - share) / 2), round(h * (1 - share) / 2)
-    return image.crop((dx, dy, w - dx, h - dy))
-
-
 def views_of(image: Image.Image, names: tuple[str, ...] = DB_VIEWS) -> dict[str, Image.Image]:
     box = detect_subjects(image)[0]
     every = {
         "crop": lambda: image.crop(box.as_pil_box()),
         "whole": lambda: image,
-        "c70": lambda: _centre(image, 0.7),
-        "c50": lambda: _centre(image, 0.5),
+        "c70": lambda: centre(image, 0.7),
+        "c50": lambda: centre(image, 0.5),
     }
     return {name: every[name]() for name in names}
 

@@ -443,11 +443,16 @@ class ImageRepository:
         return int(value or 0)
 
     def _rows_by_id(
-        self, conn: Connection, instance_id: str, ids: list[int], with_attributes: bool
+        self,
+        conn: Connection,
+        instance_id: str,
+        ids: list[int],
+        with_attributes: bool,
+        extra: Sequence[Any] = (),
     ) -> dict[int, Any]:
         """The current rows of these ids that belong to the instance, looked up by primary key only (with
         instance_id in the WHERE clause SQLite walks the instance's category index instead)."""
-        columns = [images.c.id, images.c.instance_id, images.c.embedding]
+        columns = [images.c.id, images.c.instance_id, images.c.embedding, *extra]
         if with_attributes:
             columns += [images.c[name] for name in SCALAR_FIELDS]
         found: dict[int, Any] = {}
@@ -495,16 +500,9 @@ class ImageRepository:
     def views_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored views, (1 or 2, dim) each, of these pictures (those of the instance that still exist):
         the indexed vector first, then the whole picture's where there is one."""
-        found: dict[int, np.ndarray] = {}
-        id_list = [int(i) for i in ids]
-        columns = [images.c.id, images.c.instance_id, images.c.embedding, images.c.aux_embedding]
         with self._engine.connect() as conn:
-            for start in range(0, len(id_list), 900):  # by primary key only, as _rows_by_id
-                chunk = id_list[start : start + 900]
-                for row in conn.execute(select(*columns).where(images.c.id.in_(chunk))):
-                    if row.instance_id == instance_id:
-                        found[int(row.id)] = _views(row.embedding, row.aux_embedding)
-        return found
+            rows = self._rows_by_id(conn, instance_id, [int(i) for i in ids], False, [images.c.aux_embedding])
+        return {i: _views(r.embedding, r.aux_embedding) for i, r in rows.items()}
 
     def vectors_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of these pictures (those of the instance that still exist)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,19 +82,14 @@ class SearchScope:
     _index: VectorIndex
     _allowed: np.ndarray | None
     _inside: tuple[Node | None, int | None] | None  # the filter, when the index evaluates it
-    # Re-scores hits with SQL's stored vectors, when the index's own scores are approximate (Milvus'
-    # quantized IVF_SQ8/IVF_PQ): scores then mean the same on every backend.
-    _rescore: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     def top(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index's k nearest and its own scores (approximate on Milvus' quantized indexes: the image
+        service re-scores every shortlist from SQL's stored vectors, so scores mean the same everywhere)."""
         if self._inside is not None:
             filtering: _Filtering = self._index  # type: ignore[assignment]
-            ids, scores = filtering.search_filtered(query, k, *self._inside)
-        else:
-            ids, scores = self._index.search(query, k, self._allowed)
-        if self._rescore is not None and len(ids):
-            return self._rescore(query, ids)
-        return ids, scores
+            return filtering.search_filtered(query, k, *self._inside)
+        return self._index.search(query, k, self._allowed)
 
 
 class IndexManager:
@@ -262,26 +257,18 @@ class IndexManager:
         index = self.get(instance_id)
         filtering = as_filtering(index)
         if filtering is not None:
-
-            def rescore(query: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                found = self._images.vectors_by_id(instance_id, ids.tolist())
-                keep = np.array([int(i) for i in ids if int(i) in found], np.int64)
-                scores = np.array([float(found[int(i)] @ query) for i in keep], np.float32)
-                order = np.argsort(-scores, kind="stable")
-                return keep[order], scores[order]
-
             if node is None and category_id is None:
                 # A shared index can lag SQL and counts slowly; SQL's count is the truth there.
                 matched = self._images.count(instance_id)
-                return SearchScope(matched, max(matched, MAX_TOP_K), index, None, None, rescore)
+                return SearchScope(matched, max(matched, MAX_TOP_K), index, None, None)
             # Milvus: a match set beyond a few hundred runs as the compiled filter inside Milvus (faster than
             # shipping the ids, see ID_LIST_SEARCH_MAX); a small one goes as an exact `id in [...]`.
             matched = self._images.count(instance_id, node, category_id)
             cap = max(matched, MAX_TOP_K)
             if matched > milvus.ID_LIST_SEARCH_MAX:  # read at call time: tests lower it
-                return SearchScope(matched, cap, index, None, (node, category_id), rescore)
+                return SearchScope(matched, cap, index, None, (node, category_id))
             allowed = self._images.matching_ids(instance_id, node, category_id)
-            return SearchScope(len(allowed), cap, index, allowed, None, rescore)
+            return SearchScope(len(allowed), cap, index, allowed, None)
         if node is None and category_id is None:
             return SearchScope(len(index), len(index), index, None, None)
         allowed = self._images.matching_ids(instance_id, node, category_id)
