@@ -14,6 +14,7 @@ from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
 from lookalike.service.billing import BillingService, CatalogueSource
 from lookalike.service.console_auth import ConsoleAuthService
+from lookalike.service.duplicates import DuplicateReports
 from lookalike.service.images import ImageService
 from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.limits import RateLimiter
@@ -24,12 +25,13 @@ from lookalike.service.usage import SearchUsageMeter
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.console_repo import ConsoleRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
+from lookalike.storage.duplicates_repo import DuplicateRepository
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.storage.locks import LockStore, SqlLockStore
 from lookalike.storage.nonce_store import InMemoryNonceStore, NonceStore
 from lookalike.storage.ratelimit_store import InMemoryRateLimitStore, RateLimitStore
 from lookalike.storage.secrets import SecretBox
-from lookalike.storage.tasks_repo import TaskRepository
+from lookalike.storage.tasks_repo import DUPLICATES, TaskRepository
 from lookalike.storage.usage_repo import UsageRepository
 from lookalike.vectors.manager import IndexManager
 from lookalike.vectors.planner import IndexPolicy
@@ -60,6 +62,7 @@ class Services:
     instances_repo: InstanceRepository
     tasks: TaskService  # DumpMeta / IncreaseInstance tasks and their worker
     usage: SearchUsageMeter  # searches per instance and minute (the dashboard's QPS chart)
+    duplicates: DuplicateReports  # duplicate reports (their scans run on the task worker)
     # Wall time for request freshness (signature timestamps): real even when `clock` is a test's or demo's.
     request_clock: Clock = field(default_factory=SystemClock)
     # Signature nonces of the Alibaba dialect: in memory, or Redis (shared by replicas) with redis_url.
@@ -227,6 +230,13 @@ def build_services(
         thumbnail_size=settings.thumbnail_size if settings.thumbnails else None,
         thumbnails_max_capacity=settings.thumbnails_max_capacity,
     )
+    duplicates = DuplicateReports(
+        repo=DuplicateRepository(engine),
+        tasks=TaskRepository(engine),
+        images=images,
+        instances=InstanceRepository(engine),
+        clock=clock,
+    )
     tasks = TaskService(
         settings=settings,
         repo=TaskRepository(engine),
@@ -235,6 +245,7 @@ def build_services(
         instances=InstanceRepository(engine),
         clock=clock,
         link_key=load_link_key(settings.data_dir),
+        runners={DUPLICATES: duplicates},
     )
     if background:
         tasks.start()  # also resumes tasks a crash interrupted
@@ -252,6 +263,7 @@ def build_services(
         InstanceRepository(engine),
         tasks,
         usage,
+        duplicates,
         nonces=shared.nonces,
         rate_store=rate_store,
         redis_client=shared.redis_client,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
+from lookalike.domain.duplicates import Pair, pair
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.filters import Node, evaluate, parse_filter
 from lookalike.domain.models import (
@@ -87,6 +88,15 @@ class _Analysis:
         """The primary view's vector: what the index holds."""
         primary: np.ndarray = self.views[0]
         return primary
+
+
+@dataclass(frozen=True)
+class PairScan:
+    """One step of a duplicate scan: how many pictures it read, the last id read, and the pairs found."""
+
+    scanned: int
+    last_id: int
+    pairs: list[Pair]
 
 
 @dataclass(frozen=True)
@@ -388,9 +398,11 @@ class ImageService:
         options: SearchOptions = SearchOptions(),
         *,
         words: list[str] | None = None,
+        reduced: bool = False,
     ) -> SearchResult:
         """Search with a query vector made elsewhere (text search) in the feature space of
-        ``feature_model_id``; it is reduced into the stored space as a picture's features are.
+        ``feature_model_id``; it is reduced into the stored space as a picture's features are. With
+        ``reduced`` it is already in the stored space (``model_id``) and is searched as it is.
 
         ``words`` (lookalike.domain.words.query_words) also match what the tenant wrote about each picture
         (ProductId, PicName, CustomContent) through the full-text index: a picture's score is then the
@@ -401,12 +413,48 @@ class ImageService:
         started = time.perf_counter()
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
-        query = self._indexes.reduce(np.ascontiguousarray(vector, dtype=np.float32).reshape(-1))
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        if not reduced:
+            query = self._indexes.reduce(query)
         lexical = self._images.match_words(instance.id, words, WORD_MATCHES) if words else None
         hits, matched = self._vector_search(
             instance, query[None, :], options, node, threshold, lexical=lexical
         )
         return SearchResult(hits, matched, _elapsed_ms(started))
+
+    def scan_pairs(
+        self, instance_id: str, *, after_id: int, limit: int, neighbours: int, threshold: float
+    ) -> PairScan:
+        """One step of a duplicate scan (no gate: the caller runs a report the tenant started): the next
+        ``limit`` pictures past ``after_id``, each searched with its stored views for its ``neighbours``
+        nearest, and the pairs whose score reaches ``threshold``. A pair's score is the best cosine between
+        a stored view of one and of the other, the re-score a search uses, so it is symmetric."""
+        batch = self._images.views_after(instance_id, after_id, limit)
+        if not batch:
+            return PairScan(0, after_id, [])
+        scope = self._indexes.scope(instance_id, None, None)
+        k = min(scope.cap, neighbours + 1)  # the picture itself comes back too
+        found: dict[int, set[int]] = {}
+        for image_id, views in batch:
+            near = {int(i) for view in views for i in scope.top(view, k)[0]}
+            near.discard(image_id)
+            found[image_id] = near
+        stored = self._images.views_by_id(instance_id, sorted(set().union(*found.values())))
+        pairs: list[Pair] = []
+        for image_id, views in batch:
+            for other in found[image_id]:
+                if other in stored:
+                    score = _score(float((views @ stored[other].T).max()))
+                    if score >= threshold:
+                        pairs.append(pair(image_id, other, score))
+        return PairScan(len(batch), batch[-1][0], pairs)
+
+    def records_by_id(self, instance_id: str, ids: list[int]) -> dict[int, ImageRecord]:
+        """The records of these pictures that the instance still holds (no gate: for reports)."""
+        return self._images.hydrate(instance_id, ids)
+
+    def stored_count(self, instance_id: str) -> int:
+        return self._images.stored_count(instance_id)
 
     def search_by_filter(
         self, account: Account, instance_name: str, filter: str | None, *, num: int = 10, start: int = 0

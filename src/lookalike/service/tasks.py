@@ -28,7 +28,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -45,6 +45,7 @@ from lookalike.domain.loose_values import loads_strict, parse_int
 from lookalike.domain.models import Account, Attributes, Instance
 from lookalike.service.accounts import AccountService
 from lookalike.service.images import ImageService
+from lookalike.service.task_runner import TaskRunner, TaskSlice
 from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.tasks_repo import (
     DUMP,
@@ -156,8 +157,10 @@ class TaskService:
         link_key: bytes,
         sleep: Callable[[float], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        runners: Mapping[str, TaskRunner] | None = None,
     ) -> None:
         self._settings = settings
+        self._runners = dict(runners or {})  # kinds run elsewhere (duplicate reports), by kind
         self._repo = repo
         self._images = images
         self._accounts = accounts
@@ -416,7 +419,7 @@ class TaskService:
         if task is None:
             return False
         try:
-            done = self._run_dump(task) if task.kind == DUMP else self._run_increase(task)
+            done = self._run(task)
         except (_Stopped, _Yield):
             # Hand the lease back: the next slice may go to another thread or another process.
             self._repo.release(task.id, self._holder)
@@ -429,6 +432,27 @@ class TaskService:
             self._finished += 1
             self._notify(done)
         return True
+
+    def _run(self, task: TaskRow) -> TaskRow | None:
+        if task.kind == DUMP:
+            return self._run_dump(task)
+        if task.kind == INCREASE:
+            return self._run_increase(task)
+        runner = self._runners.get(task.kind)
+        if runner is None:
+            return self._finish(task, FAIL, e.INTERNAL_ERROR, f"No worker runs {task.kind!r} tasks.")
+        slice_ends = self._monotonic() + self._settings.task_slice_s
+
+        def checkpoint() -> None:
+            if self._stop.is_set():
+                raise _Stopped
+            if self._monotonic() >= slice_ends:
+                raise _Yield
+
+        outcome = runner.run_slice(
+            task, TaskSlice(self._holder, self._clock.now, self._lease_until, checkpoint)
+        )
+        return None if outcome is None else self._finish(task, outcome.status, outcome.code, outcome.msg)
 
     def _lease_until(self) -> datetime:
         return self._clock.now() + timedelta(seconds=LEASE_S)

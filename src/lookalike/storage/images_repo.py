@@ -34,8 +34,11 @@ from lookalike.storage.tables import (
     INT_ATTR_COLUMNS,
     STR_ATTR_COLUMNS,
     changes,
+    duplicate_members,
+    duplicate_pairs,
     images,
     instances,
+    tasks,
     thumbnails,
 )
 
@@ -135,6 +138,9 @@ def purge_instance_rows(conn: Connection, instance_id: str) -> None:
     conn.execute(delete(images).where(images.c.instance_id == instance_id))
     conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
     conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == instance_id))
+    reports = select(tasks.c.id).where(tasks.c.instance_id == instance_id).scalar_subquery()
+    conn.execute(delete(duplicate_members).where(duplicate_members.c.task_id.in_(reports)))
+    conn.execute(delete(duplicate_pairs).where(duplicate_pairs.c.task_id.in_(reports)))
     conn.execute(update(instances).where(instances.c.id == instance_id).values(image_count=0))
 
 
@@ -503,6 +509,17 @@ class ImageRepository:
         with self._engine.connect() as conn:
             rows = self._rows_by_id(conn, instance_id, [int(i) for i in ids], False, [images.c.aux_embedding])
         return {i: _views(r.embedding, r.aux_embedding) for i, r in rows.items()}
+
+    def views_after(self, instance_id: str, after_id: int, limit: int) -> list[tuple[int, np.ndarray]]:
+        """(id, stored views) of the instance's next ``limit`` pictures past ``after_id``, in id order."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(images.c.id, images.c.embedding, images.c.aux_embedding)
+                .where(images.c.instance_id == instance_id, images.c.id > after_id)
+                .order_by(images.c.id)
+                .limit(limit)
+            ).all()
+        return [(int(r.id), _views(r.embedding, r.aux_embedding)) for r in rows]
 
     def vectors_by_id(self, instance_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of these pictures (those of the instance that still exist)."""

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -252,7 +253,7 @@ tasks = Table(
     "tasks",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),  # "dump" | "increase"
+    Column("kind", String(16), nullable=False),  # "dump" | "increase" | "duplicates"
     Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
     Column("instance_id", String(32), ForeignKey("instances.id"), nullable=False),
     Column("status", String(16), nullable=False),  # PROCESSING | SUCCESS | FAIL
@@ -261,6 +262,8 @@ tasks = Table(
     Column("bucket_name", String(128), nullable=True),
     Column("path", Text, nullable=True),
     Column("callback_address", Text, nullable=True),
+    # A task's own settings as a JSON object (a duplicate report's threshold); NULL for the others.
+    Column("params", Text, nullable=True),
     Column("progress", BigInteger, nullable=False, default=0),
     Column("succeeded", BigInteger, nullable=False, default=0),
     Column("failed", BigInteger, nullable=False, default=0),
@@ -292,6 +295,32 @@ task_errors = Table(
     Column("pic_name", Text, nullable=False),
     Column("code", String(64), nullable=False),
     Column("message", Text, nullable=False),
+)
+
+# --- duplicate reports (lookalike.service.duplicates) ---
+
+# The pairs a report's scan found at its threshold, committed with the scan's progress (tasks.progress is
+# the last image id scanned), so a resumed scan neither loses nor repeats one. Ids only: a pair whose
+# picture is deleted since drops out when the groups are read.
+duplicate_pairs = Table(
+    "duplicate_pairs",
+    metadata,
+    Column("task_id", BigInteger, ForeignKey("tasks.id"), primary_key=True),
+    Column("first_id", BigInteger, primary_key=True),  # the lower image id
+    Column("second_id", BigInteger, primary_key=True),
+    Column("score", Float, nullable=False),
+)
+
+# The groups (connected components of the pairs), written once when the scan ends; group_no 1 is the
+# biggest. Each member row has its best score with another member; position 0 is the suggested keeper.
+duplicate_members = Table(
+    "duplicate_members",
+    metadata,
+    Column("task_id", BigInteger, ForeignKey("tasks.id"), primary_key=True),
+    Column("group_no", Integer, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("image_id", BigInteger, nullable=False),
+    Column("score", Float, nullable=False),
 )
 
 # --- shared vector backends ---

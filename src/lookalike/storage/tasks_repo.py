@@ -19,6 +19,7 @@ SUCCESS = "SUCCESS"
 FAIL = "FAIL"
 DUMP = "dump"
 INCREASE = "increase"
+DUPLICATES = "duplicates"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class TaskRow:
     bucket_name: str | None
     path: str | None
     callback_address: str | None
-    progress: int  # last line (1-based) whose effect is committed; 0 = none
+    params: str | None  # the task's own settings, a JSON object (a duplicate report's threshold)
+    progress: int  # last line (1-based) whose effect is committed; 0 = none (a report: last image id)
     succeeded: int
     failed: int
     created_at: datetime
@@ -62,6 +64,7 @@ def _row(r: Any) -> TaskRow:
         bucket_name=r.bucket_name,
         path=r.path,
         callback_address=r.callback_address,
+        params=r.params,
         progress=int(r.progress),
         succeeded=int(r.succeeded),
         failed=int(r.failed),
@@ -84,6 +87,7 @@ class TaskRepository:
         bucket_name: str | None = None,
         path: str | None = None,
         callback_address: str | None = None,
+        params: str | None = None,
     ) -> TaskRow | None:
         """A new PROCESSING task, or None when the instance already runs one of this kind."""
         running = and_(tasks.c.instance_id == instance_id, tasks.c.kind == kind, tasks.c.status == PROCESSING)
@@ -102,6 +106,7 @@ class TaskRepository:
                         bucket_name=bucket_name,
                         path=path,
                         callback_address=callback_address,
+                        params=params,
                         progress=0,
                         succeeded=0,
                         failed=0,
@@ -149,12 +154,20 @@ class TaskRepository:
             ).all()
         return [_row(r) for r in rows], int(total)
 
+    def newest_id(self, instance_id: str, kind: str, status: str) -> int | None:
+        """The id of the instance's newest task of this kind in this status."""
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(func.max(tasks.c.id)).where(
+                    tasks.c.instance_id == instance_id, tasks.c.kind == kind, tasks.c.status == status
+                )
+            ).scalar_one_or_none()
+        return None if value is None else int(value)
+
     def pending(self) -> list[TaskRow]:
         """Every PROCESSING task, oldest first (the scheduler orders them across tenants)."""
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(tasks).where(tasks.c.status == PROCESSING).order_by(tasks.c.id)
-            ).all()
+            rows = conn.execute(select(tasks).where(tasks.c.status == PROCESSING).order_by(tasks.c.id)).all()
         return [_row(r) for r in rows]
 
     def pending_ids(self) -> list[int]:

@@ -13,6 +13,7 @@ from lookalike.api.alibaba.app import alibaba_refusal, install_alibaba_routes, i
 from lookalike.api.console.app import console_refusal, install_console
 from lookalike.api.limits import Refusal, RequestLimitsMiddleware
 from lookalike.api.rest.billing_routes import router as billing_router
+from lookalike.api.rest.duplicate_routes import router as duplicate_router
 from lookalike.api.rest.errors import error_response, install_error_handlers, request_id
 from lookalike.api.rest.routes import router
 from lookalike.api.rest.task_routes import router as task_router
@@ -75,6 +76,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(billing_router)
     app.include_router(task_router)
     app.include_router(text_router)
+    app.include_router(duplicate_router)
     install_console(app)  # the web console at /console
     install_alibaba_routes(app, services.nonces)  # shared by replicas when Redis is configured
     return app

@@ -1,0 +1,155 @@
+"""Duplicate reports over REST: which pictures of an instance are copies of each other.
+
+* ``POST /v1/instances/{name}/duplicates`` starts a report (body: optional ``threshold``, 0.5-1.0, default
+  0.75: see lookalike.domain.duplicates); 409 while one runs. The scan runs in the background.
+* ``GET /v1/instances/{name}/duplicates`` the newest report; ``GET .../duplicates/{id}`` one report: status
+  (PROCESSING, SUCCESS, FAIL), ``progress`` 0-1, ``scanned``/``total`` pictures, and once finished the
+  number of ``groups`` and of ``pictures`` in them.
+* ``GET .../duplicates/{id}/groups?page=1&page_size=20`` a page of groups, biggest first; each picture
+  with its ``score`` (its best score with another member); the first is the suggested one to keep.
+* ``GET .../duplicates/{id}/csv`` the whole report as CSV: group, suggested_keep, product_id, pic_name, score.
+* ``POST .../duplicates/{id}/groups/{group}/keep`` (body ``image_id``) deletes the group's other pictures.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from lookalike.api.rest.auth import current_account, services
+from lookalike.api.rest.payload import Payload, read_payload
+from lookalike.domain import errors as e
+from lookalike.domain.errors import LookalikeError
+from lookalike.domain.models import Account
+from lookalike.service.duplicates import NO_REPORT, GroupPage, Report
+
+router = APIRouter(prefix="/v1")
+AccountDep = Annotated[Account, Depends(current_account)]
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    task = report.task
+    return {
+        "id": task.id,
+        "status": task.status,
+        "code": task.code,
+        "message": task.msg,
+        "threshold": report.threshold,
+        "progress": round(report.progress, 4),
+        "scanned": report.scanned,
+        "total": report.total,
+        "groups": report.groups,
+        "pictures": report.pictures,
+        "created_at": task.created_at.isoformat(),
+        "updated_at": task.updated_at.isoformat(),
+    }
+
+
+def page_json(page: GroupPage) -> dict[str, Any]:
+    return {
+        "report": report_json(page.report),
+        "page": page.page_number,
+        "page_size": page.page_size,
+        "total_groups": page.report.groups,
+        "groups": [
+            {
+                "group": g.group_no,
+                "pictures": [
+                    {
+                        "image_id": m.record.id,
+                        "product_id": m.record.product_id,
+                        "pic_name": m.record.pic_name,
+                        "score": round(m.score, 6),
+                    }
+                    for m in g.members
+                ],
+            }
+            for g in page.groups
+        ],
+    }
+
+
+def _threshold(payload: Payload) -> float | None:
+    value = payload.fields.get("threshold")
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise LookalikeError(e.INVALID_PARAMETER, "threshold must be a number between 0.5 and 1.")
+    try:
+        return float(value)
+    except ValueError:
+        raise LookalikeError(e.INVALID_PARAMETER, "threshold must be a number between 0.5 and 1.") from None
+
+
+def _positive(value: str, name: str, digits: int = 18) -> int:
+    """A path or query number: plain digits, within what the database column holds."""
+    if not (value.isascii() and value.isdigit()) or not 0 < len(value) <= digits or int(value) == 0:
+        raise LookalikeError(e.INVALID_PARAMETER, f"{name} must be a positive whole number.")
+    return int(value)
+
+
+@router.post("/instances/{name}/duplicates", tags=["duplicates"])
+async def start_report(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
+    payload = await read_payload(request)
+    threshold = _threshold(payload)
+    reports = services(request).duplicates
+    return report_json(await run_in_threadpool(lambda: reports.start(account, name, threshold)))
+
+
+@router.get("/instances/{name}/duplicates", tags=["duplicates"])
+def latest_report(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
+    found = services(request).duplicates.report(account, name, rate_limited=False)  # polled for progress
+    if found is None:
+        raise LookalikeError(NO_REPORT, "This instance has no duplicate report yet.", status=404)
+    return report_json(found)
+
+
+@router.get("/instances/{name}/duplicates/{report_id}", tags=["duplicates"])
+def one_report(request: Request, name: str, report_id: str, account: AccountDep) -> dict[str, Any]:
+    number = _positive(report_id, "report id")
+    found = services(request).duplicates.report(account, name, number, rate_limited=False)
+    assert found is not None  # a named report that does not exist raised 404
+    return report_json(found)
+
+
+@router.get("/instances/{name}/duplicates/{report_id}/groups", tags=["duplicates"])
+def report_groups(
+    request: Request, name: str, report_id: str, account: AccountDep, page: str = "1", page_size: str = "20"
+) -> dict[str, Any]:
+    number = _positive(page, "page", 9)
+    size = _positive(page_size, "page_size", 9)
+    found = services(request).duplicates.groups(
+        account, name, _positive(report_id, "report id"), page_number=number, page_size=size
+    )
+    return page_json(found)
+
+
+@router.get("/instances/{name}/duplicates/{report_id}/csv", tags=["duplicates"])
+def report_csv(request: Request, name: str, report_id: str, account: AccountDep) -> StreamingResponse:
+    number = _positive(report_id, "report id")
+    lines = services(request).duplicates.csv_lines(account, name, number)
+    return StreamingResponse(
+        iterate_in_threadpool(lines),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="duplicates-{number}.csv"'},
+    )
+
+
+@router.post("/instances/{name}/duplicates/{report_id}/groups/{group}/keep", tags=["duplicates"])
+async def keep_one(
+    request: Request, name: str, report_id: str, group: str, account: AccountDep
+) -> dict[str, Any]:
+    payload = await read_payload(request)
+    keep = payload.integer("image_id")
+    if keep is None:
+        raise LookalikeError(e.INVALID_PARAMETER, "image_id (the picture to keep) is required.")
+    number, group_no = _positive(report_id, "report id"), _positive(group, "group", 9)
+    reports = services(request).duplicates
+    deleted = await run_in_threadpool(lambda: reports.keep_one(account, name, number, group_no, keep))
+    return {
+        "kept": keep,
+        "deleted": [{"image_id": r.id, "product_id": r.product_id, "pic_name": r.pic_name} for r in deleted],
+    }
