@@ -7,13 +7,14 @@ What a picture's words (``label``) are, by where it comes from:
   piece ($.25) called a quarter.") and the words of its folder and file name ("animals mammals cat");
 * Open Clip Art: the words of its folder and file name ("science astronomy full moon dan gerhards"; many
   names carry the author's name, some are Italian);
-* Oxygen icons: the words of the icon name ("places folder red");
+* Oxygen and Adwaita icons: the words of the icon name ("places folder red");
 * Noto emoji: the code point's Unicode name ("red apple");
 * wallpapers: the words of the design's name ("YellowFlower" -> "yellow flower"; many say nothing);
 * scikit-image photos: a one-line description written here (``SKIMAGE``).
 
 The split is ``picture_corpus.is_training`` (a quarter of the stamps, clip-art, icons and emoji by a hash of
-the name): the mapping is fitted on that quarter only; the evaluation draws from the rest, plus the scene
+the name): the mapping is fitted on that quarter only, plus the Adwaita icons (``adwaita-icon-theme``, 96 px:
+pictures no benchmark uses); the evaluation draws from the rest, plus the scene
 photos (wallpapers and scikit-image), which no fit ever sees.
 """
 
@@ -99,8 +100,8 @@ def label(name: str) -> str:
         return f"{description} ({_words(rest)})" if description else _words(rest)
     if kind == "clipart":
         return re.sub(r"\s+\d+$", "", _words(rest))
-    if kind == "icon":
-        return _words(rest)
+    if kind in ("icon", "adwaita"):
+        return _words(re.sub(r"-symbolic$", "", rest))
     if kind == "emoji":
         return rest
     if kind == "skimage":
@@ -111,10 +112,31 @@ def label(name: str) -> str:
     return _words(rest)
 
 
+ADWAITA = Path("/usr/share/icons/Adwaita/96x96")
+
+
+def adwaita() -> list[tuple[str, Path]]:
+    """The Adwaita theme's full-colour icons (``adwaita-icon-theme``; no corpus or benchmark uses them)."""
+    if not ADWAITA.is_dir():
+        return []
+    return [
+        (f"adwaita:{p.relative_to(ADWAITA).with_suffix('').as_posix()}", p)
+        for p in sorted(ADWAITA.rglob("*.png"))
+    ]
+
+
 def training() -> list[Captioned]:
     """The training quarter (``picture_corpus.training``: stamps, clip-art, icons, emoji; near-duplicates
-    dropped), each with its words."""
-    return [Captioned(name, label(name), image) for name, image in pc.training()]
+    dropped), plus the Adwaita icons (pictures of no benchmark), each with its words."""
+    out = [Captioned(name, label(name), image) for name, image in pc.training()]
+    unique = pc._Unique()
+    for item in out:
+        unique(item.image)
+    for name, path in adwaita():
+        image = unique(pc._open(path))
+        if image is not None:
+            out.append(Captioned(name, label(name), image))
+    return out
 
 
 def _scenes(unique: pc._Unique) -> Iterator[tuple[str, Image.Image]]:

@@ -33,6 +33,7 @@ from lookalike.domain.models import Account, SearchResult
 from lookalike.domain.words import query_words
 from lookalike.service.images import ImageService, SearchOptions
 from lookalike.vision.text_encoder import TEXT_MODEL_INSTALL, TextModelMissing, TextQueryModel
+from lookalike.vision.text_mapping import TextMappingMissing
 
 INVALID_TEXT: Final = "InvalidText"
 INVALID_TEXT_LENGTH: Final = "InvalidTextLength"
@@ -66,11 +67,17 @@ class TextSearchService:
         if self._checked:
             return
         with self._lock:
-            if self._images.feature_model_id != self._model.IMAGE_MODEL_ID:
+            try:
+                space = self._model.stored_model_id
+            except TextMappingMissing as exc:
+                raise LookalikeError(
+                    e.INTERNAL_ERROR, f"Search by text is broken on this server: {exc}"
+                ) from exc
+            if self._images.model_id != space:
                 raise LookalikeError(
                     e.INTERNAL_ERROR,
-                    f"Text search projects onto {self._model.IMAGE_MODEL_ID} embeddings, "
-                    f"but this service embeds with {self._images.feature_model_id}.",
+                    f"Text search maps text into {space} vectors, "
+                    f"but this service stores {self._images.model_id}.",
                 )
             self._checked = True
 
@@ -82,7 +89,7 @@ class TextSearchService:
         query = validate_text(text)
         self._ensure_compatible()
         try:
-            vector = self._model.query_vector(query)
+            vector = self._model.search_vector(query)
         except TextModelMissing as exc:
             # The operator's install, not the client's request: a 503 that says what to install.
             raise LookalikeError(
@@ -91,7 +98,12 @@ class TextSearchService:
                 f"`{TEXT_MODEL_INSTALL}`.",
             ) from exc
         result = self._images.search_by_vector(
-            account, instance_name, vector, options or SearchOptions(), words=query_words(query)
+            account,
+            instance_name,
+            vector,
+            options or SearchOptions(),
+            words=query_words(query),
+            reduced=True,
         )
         elapsed = round((time.perf_counter() - started) * 1000)
         return SearchResult(result.hits, result.matched, elapsed)

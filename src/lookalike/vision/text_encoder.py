@@ -35,10 +35,13 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from lookalike.vectors.reduction import Reduction, packaged
+from lookalike.vision.text_mapping import TextMapping, TextMappingMissing
 
 __all__ = [
     "MODEL_ID",
@@ -466,8 +469,19 @@ TOP_K = 50
 TEMPERATURE = 0.1
 
 
+QueryRoute = Literal["shipped", "learned", "imagenet"]
+
+
 class TextQueryModel:
-    """Turns a text query into a vector in the space of the stored picture embeddings.
+    """Turns a text query into a vector in the stored picture space (the reduced, L2-normalized vectors the
+    index holds), so a picture's text score is a cosine searched in the existing per-instance index and
+    filters, paging and thresholds work as for picture search. Two routes, fused:
+
+    **Learned map** (``lookalike.vision.text_mapping``, the shipped ``data/text-map-v1.npz``): the query's
+    all-MiniLM-L6-v2 embedding ``t`` becomes ``normalize(t @ A)``, with ``A`` (384 x 256) fitted LiT-style
+    (both encoders frozen) on captioned pictures from Debian packages by ``bench/fit_text_mapping.py``.
+
+    **ImageNet projection** (the route before the map):
 
     1. The query and the 1000 ImageNet class prompts (``"a photo of a {name}"``, embedded once and
        cached under ``cache_dir``) are embedded with all-MiniLM-L6-v2.
@@ -477,14 +491,13 @@ class TextQueryModel:
        with ``W`` the (1000, 1280) weights of EfficientNet-Lite0's final linear layer. Since
        ``logit_c(x) = W_c . f(x) + b_c``, ``v . f(x)`` is the ``q``-weighted logit of those classes
        relative to the mean logit; the bias and any per-picture shift of all logits drop out.
-    4. ``v`` is L2-normalized. A picture's score is its cosine with ``v``, searched in the
-       existing per-instance index, so filters, paging and thresholds work as for picture search.
+    4. ``v`` (a 1280-d feature-space vector, ``query_vector``) is reduced into the stored space as a
+       picture's features are.
 
-    The head was trained on average-pooled features and the index stores GeM-pooled (p=3),
-    L2-normalized ones, so step 4 ranks pictures by an approximation of the class logits. It needs
-    nothing stored beyond what picture search already stores. ``bench/text_search_eval.py``
-    measures it against the network's own class probabilities (what storing them per picture would
-    give): see that file's docstring for the numbers and the parameter choice.
+    ``route="shipped"`` (the service's) gives ``normalize((1 - w) * learned + w * imagenet)`` with ``w`` the
+    map file's ``imagenet_weight``, chosen on the fit's validation split; ``"learned"`` and ``"imagenet"``
+    give one route alone (for the benchmark). ``bench/text_search_eval.py`` measures the three on pictures
+    the map never saw: see ``bench/README.md`` ("Text search — learned mapping") for the numbers.
     """
 
     IMAGE_MODEL_ID = "efficientnet-lite0:squash224-gem3-l2:v1"  # EfficientNetEmbedder.MODEL_ID
@@ -497,16 +510,46 @@ class TextQueryModel:
         top_k: int = TOP_K,
         temperature: float = TEMPERATURE,
         prompt: str = CLASS_PROMPT,
+        route: QueryRoute = "shipped",
+        mapping_path: Path | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.encoder: SentenceEncoder = encoder or OnnxMiniLMEncoder()
         self.top_k = top_k
         self.temperature = temperature
         self.prompt = prompt
+        self.route: QueryRoute = route
+        self._mapping_path = mapping_path
         self._lock = threading.Lock()
         self._class_text: FloatArray | None = None  # (1000, 384)
         self._head: FloatArray | None = None  # (1000, 1280), centred over the classes
         self._class_names: list[str] = []
+        self._mapping: TextMapping | None = None
+        self._reduction: Reduction | None = None
+
+    @property
+    def mapping(self) -> TextMapping:
+        """The shipped learned map (loaded on first use; TextMappingMissing if the file is absent)."""
+        if self._mapping is None:
+            with self._lock:
+                if self._mapping is None:
+                    self._mapping = TextMapping.load(self._mapping_path)
+        return self._mapping
+
+    @property
+    def stored_model_id(self) -> str:
+        """The model id of the stored vectors that ``search_vector`` points into."""
+        return self.mapping.image_space
+
+    def _stored_reduction(self) -> Reduction:
+        if self._reduction is None:
+            space = self.mapping.image_space
+            source, _, reduction_id = space.partition("+")
+            reduction = packaged(f"reduction-{reduction_id}.npz")
+            if reduction.model_id() != space or source != self.IMAGE_MODEL_ID:
+                raise TextMappingMissing(f"no shipped reduction for the text mapping's space {space}")
+            self._reduction = reduction
+        return self._reduction
 
     def load(self) -> None:
         if self._head is not None:
@@ -551,9 +594,12 @@ class TextQueryModel:
 
     def class_weights(self, text: str) -> FloatArray:
         """The query's distribution over the 1000 classes (sums to 1; ``top_k`` non-zero entries)."""
+        return self._class_weights(self.encoder.encode([text])[0])
+
+    def _class_weights(self, text_vector: FloatArray) -> FloatArray:
         self.load()
         assert self._class_text is not None
-        sims = self._class_text @ self.encoder.encode([text])[0]
+        sims = self._class_text @ text_vector
         k = max(1, min(self.top_k, sims.shape[0]))
         top = np.argpartition(-sims, k - 1)[:k]
         z = sims[top] / np.float32(self.temperature)
@@ -568,10 +614,26 @@ class TextQueryModel:
         order = np.argsort(-q)[:n]
         return [(self._class_names[i], float(q[i])) for i in order]
 
-    def query_vector(self, text: str) -> FloatArray:
-        """(1280,) float32, L2-normalized, in the space of ``IMAGE_MODEL_ID`` embeddings."""
-        q = self.class_weights(text)
+    def _imagenet_features(self, text_vector: FloatArray) -> FloatArray:
+        q = self._class_weights(text_vector)
         assert self._head is not None
         v = q @ self._head
         norm = float(np.linalg.norm(v))
         return np.asarray(v / max(norm, 1e-12), dtype=np.float32)
+
+    def query_vector(self, text: str) -> FloatArray:
+        """The ImageNet projection alone: (1280,) float32, L2-normalized, in the space of
+        ``IMAGE_MODEL_ID`` features (before the reduction)."""
+        return self._imagenet_features(self.encoder.encode([text])[0])
+
+    def search_vector(self, text: str) -> FloatArray:
+        """The query in the stored space (``stored_model_id``), by ``route``: (dim,) float32, unit length."""
+        t = self.encoder.encode([text])[0]
+        weight = {"shipped": self.mapping.imagenet_weight, "learned": 0.0, "imagenet": 1.0}[self.route]
+        out = np.zeros(self.mapping.matrix.shape[1], np.float32)
+        if weight < 1.0:
+            out += np.float32(1.0 - weight) * self.mapping.apply(t)
+        if weight > 0.0:
+            out += np.float32(weight) * self._stored_reduction().reduce(self._imagenet_features(t))
+        norm = float(np.linalg.norm(out))
+        return np.asarray(out / max(norm, 1e-12), dtype=np.float32)
