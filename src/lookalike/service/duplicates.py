@@ -201,6 +201,12 @@ class DuplicateReports:
 
         return lines()
 
+    def group(self, account: Account, instance_name: str, report_id: int, group_no: int) -> GroupView:
+        """One group of a finished report (404 once fewer than two of its pictures are left)."""
+        instance = self._images.console_instance(account, instance_name, rate_limited=False)
+        task = self._finished_task(instance, report_id)
+        return GroupView(group_no, self._group(instance, task, group_no))
+
     def keep_one(
         self, account: Account, instance_name: str, report_id: int, group_no: int, keep_image_id: int
     ) -> list[ImageRecord]:

@@ -10,6 +10,7 @@ from lookalike.api.console import (
     billing_pages,
     buy_pages,
     dashboard,
+    duplicates_pages,
     instance_pages,
     keys_pages,
     operator_accounts,
@@ -31,6 +32,7 @@ PAGE_MODULES = [
     billing_pages,
     pictures_pages,
     search_pages,
+    duplicates_pages,
     keys_pages,
 ]
 
