@@ -95,7 +95,7 @@ def test_find_duplicates_keep_one_and_export(console: Console) -> None:
     page.get_by_role("button", name="Delete 3 pictures").click()
     page.wait_for_url("**/console/instances/shop/duplicates")
     notice = page.get_by_role("status").inner_text()
-    assert notice.startswith(f"Kept one picture of group 1 and deleted 3: ") and stem in notice
+    assert notice.startswith("Kept one picture of group 1 and deleted 3: ") and stem in notice
     assert page.locator("section.dupgroup").count() == 2
     assert re.search(r"2 groups of copies, 8 pictures", page.locator("#report-status").inner_text())
     left = {r.pic_name for r in images.list_pictures(tenant.account, "shop").records}

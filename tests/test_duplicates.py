@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,8 +18,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import update
 
+from alibaba_live import live_server
 from conftest import Tenant, make_tenant
 from lookalike.api.rest.app import create_app
+from lookalike.cli import main as cli_main
 from lookalike.domain.duplicates import Pair, group_pairs, pair, validate_threshold
 from lookalike.domain.errors import LookalikeError
 from lookalike.service.container import Services
@@ -328,3 +332,66 @@ def test_rest_start_progress_pages_csv_and_keep(
         r = client.get(url, auth=auth)
         assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
     assert client.get(base).status_code == 401
+
+
+# --- the CLI, against a live server with its task worker running ---
+def test_cli_runs_a_report_to_the_end_and_writes_the_csv(
+    services: Services,
+    tenant: Tenant,
+    catalogue: dict[str, set[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ticking = threading.Event()
+
+    def tick() -> None:  # the server's clock moves on as a real one would (rate limits refill)
+        while not ticking.wait(0.05):
+            services.clock.advance(0.5)  # type: ignore[attr-defined]
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    services.tasks.start()
+    try:
+        with live_server(services) as endpoint:
+            common = ["--url", f"http://{endpoint}", "--key-id", tenant.key_id, "--secret", tenant.secret]
+            out = tmp_path / "dups.csv"
+            code = cli_main(
+                [
+                    "duplicates",
+                    "--instance",
+                    tenant.instance.name,
+                    "--csv",
+                    str(out),
+                    "--poll",
+                    "0.2",
+                    *common,
+                ]
+            )
+            printed = capsys.readouterr().out
+            assert code == 0, printed
+            assert "8 groups of copies, 24 pictures in them" in printed
+            assert printed.count("  keep ") == 8  # one suggested keeper per group shown
+            rows = list(csv.reader(io.StringIO(out.read_text())))
+            assert len(rows) == 25 and {r[3] for r in rows[1:]} == set().union(*catalogue.values())
+            report_id = services.duplicates.report(tenant.account, tenant.instance.name, rate_limited=False)
+            assert report_id is not None
+            code = cli_main(
+                [
+                    "duplicates",
+                    "--instance",
+                    tenant.instance.name,
+                    "--report",
+                    str(report_id.task.id),
+                    "--show",
+                    "0",
+                    "--json",
+                    *common,
+                ]
+            )
+            body = json.loads(capsys.readouterr().out)
+            assert code == 0 and body["report"]["groups"] == 8 and body["groups"] == []
+            code = cli_main(["duplicates", "--instance", "nope", *common])
+            assert code == 1 and "InvalidInstance" in capsys.readouterr().err
+    finally:
+        ticking.set()
+        services.tasks.stop()

@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from lookalike.clock import OffsetClock, SystemClock
 from lookalike.config import ConfigError, Settings
@@ -418,6 +420,96 @@ TENANT_CALLS = {
 }
 
 
+# --- duplicates: a duplicate report through the API ---
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    import httpx
+
+    key_id = args.key_id or os.environ.get("LOOKALIKE_ACCESS_KEY_ID")
+    secret = args.secret or os.environ.get("LOOKALIKE_ACCESS_KEY_SECRET")
+    if not key_id or not secret:
+        print(
+            "duplicates needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET",
+            file=sys.stderr,
+        )
+        return 2
+    base = f"/v1/instances/{quote(args.instance, safe='')}/duplicates"
+
+    def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # The console actions allow 1 call per second per instance: wait when told to, a few times.
+        for _ in range(10):
+            response = client.request(method, path, **kwargs)
+            if response.status_code != 429:
+                break
+            time.sleep(min(5.0, max(0.1, float(response.headers.get("Retry-After") or 1.0))))
+        return response
+
+    def fail(response: httpx.Response) -> int:
+        try:
+            body = response.json()
+            message = f"{body.get('code')}: {body.get('message')}"
+        except ValueError:
+            message = response.text[:300]
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+    with httpx.Client(base_url=args.url, auth=(key_id, secret), timeout=120) as client:
+        if args.report is not None:
+            response = call(client, "GET", f"{base}/{args.report}")
+        else:
+            body = {} if args.threshold is None else {"threshold": args.threshold}
+            response = call(client, "POST", base, json=body)
+        if response.status_code != 200:
+            return fail(response)
+        report = response.json()
+        while report["status"] == "PROCESSING" and not args.no_wait:
+            if not args.json:
+                print(
+                    f"\rscanned {report['scanned']} of about {report['total']} pictures",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(args.poll)
+            response = call(client, "GET", f"{base}/{report['id']}")
+            if response.status_code != 200:
+                return fail(response)
+            report = response.json()
+        if not args.json and not args.no_wait:
+            print(file=sys.stderr)
+        if report["status"] == "FAIL":
+            print(f"error: report {report['id']} failed: {report['message']}", file=sys.stderr)
+            return 1
+        if args.csv and report["status"] == "SUCCESS":
+            exported = call(client, "GET", f"{base}/{report['id']}/csv")
+            if exported.status_code != 200:
+                return fail(exported)
+            Path(args.csv).write_text(exported.text, encoding="utf-8")
+        groups: list[dict[str, Any]] = []
+        if report["status"] == "SUCCESS" and args.show:
+            page = call(client, "GET", f"{base}/{report['id']}/groups", params={"page_size": str(args.show)})
+            if page.status_code != 200:
+                return fail(page)
+            groups = page.json()["groups"]
+    if args.json:
+        print(json.dumps({"report": report, "groups": groups}))
+        return 0
+    if report["status"] == "PROCESSING":
+        print(
+            f"report {report['id']} started; follow it with: lookalike duplicates --report {report['id']} ..."
+        )
+        return 0
+    print(
+        f"report {report['id']} (threshold {report['threshold']}): {report['groups']} groups of copies, "
+        f"{report['pictures']} pictures in them" + (f"; CSV written to {args.csv}" if args.csv else "")
+    )
+    for group in groups:
+        print(f"group {group['group']}:")
+        for n, picture in enumerate(group["pictures"]):
+            mark = "keep" if n == 0 else "    "
+            print(f"  {mark} {picture['score']:.4f}  {picture['product_id']}  {picture['pic_name']}")
+    return 0
+
+
 # --- import ---
 def cmd_import(args: argparse.Namespace) -> int:
     from lookalike.importer import run_import
@@ -597,6 +689,26 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "order":
             p.add_argument("--idempotency-key", required=True)
         p.set_defaults(func=cmd_tenant)
+
+    dup = sub.add_parser(
+        "duplicates",
+        help="find the copies among an instance's pictures (a duplicate report through the API)",
+        description="Start a duplicate report on an instance (or read one with --report), wait for it, and "
+        "print its groups of copies; --csv writes the whole report. The first picture of each group (the "
+        "oldest) is the suggested one to keep; deleting is left to you (or the console's Duplicates page).",
+    )
+    dup.add_argument("--instance", required=True)
+    dup.add_argument("--threshold", type=float, default=None, help="0.5-1.0; default 0.75")
+    dup.add_argument("--report", type=int, default=None, help="read this report instead of starting one")
+    dup.add_argument("--csv", default=None, help="write the whole report to this CSV file")
+    dup.add_argument("--show", type=int, default=10, help="groups to print (0: none; at most 100)")
+    dup.add_argument("--no-wait", action="store_true", help="start the report and return at once")
+    dup.add_argument("--poll", type=float, default=2.0, help="seconds between progress checks")
+    dup.add_argument("--url", default=os.environ.get("LOOKALIKE_URL", "http://127.0.0.1:8000"))
+    dup.add_argument("--key-id", default=None)
+    dup.add_argument("--secret", default=None)
+    dup.add_argument("--json", action="store_true")
+    dup.set_defaults(func=cmd_duplicates)
 
     imp = sub.add_parser("import", help="bulk-add a directory or a JSON-lines manifest through the API")
     data_dir_option(imp)
