@@ -18,7 +18,9 @@ edited after. Visual prompts are everyday phrases ("a cat", "a snowy mountain", 
 picture is relevant when its label matches the prompt's regex (also fixed beforehand). Name prompts name
 words of some pictures' PicName/CustomContent; relevant = the pictures whose words hold every word of the
 prompt. Labels are what the packages say, so relevance is approximate: a wallpaper of a mountain named
-"Altai" is not relevant to "a snowy mountain"; such misses count against every route alike.
+"Altai" is not relevant to "a snowy mountain"; such misses count against every route alike. A prompt with no
+relevant picture left after the near-duplicate filter cannot be answered and is left out (listed in the JSON
+as ``unanswerable_prompts``).
 
 Metrics per route (over the same stored pictures, in one run): top-1 and top-5 (a relevant picture first /
 among the first five, counting pictures), MRR (rank capped at 100, the most one page returns), and the latency
@@ -145,6 +147,10 @@ def main() -> None:
     for p in prompts["name"]:
         want = words_of(p["prompt"])
         named.append((p["prompt"], {i for i, item in enumerate(pictures) if want <= words_of(item.label)}))
+    # A prompt whose relevant pictures were all dropped as near-duplicates cannot be answered: left out.
+    unanswerable = [text for text, relevant in visual + named if not relevant]
+    visual = [(text, relevant) for text, relevant in visual if relevant]
+    named = [(text, relevant) for text, relevant in named if relevant]
 
     work = Path(tempfile.mkdtemp(prefix="lookalike-texteval-"))
     settings = Settings(data_dir=work / "data", model_cache_dir=work / "models")
@@ -174,9 +180,13 @@ def main() -> None:
                     r = rank(hits, relevant)
                     by_kind[kind].append(r)
                     entry = results["prompts"][kind].setdefault(
-                        text, {"relevant": len(relevant), "ranks": {}, "top3": {}}
+                        text, {"relevant": len(relevant), "ranks": {}, "top3": {}, "best_relevant_score": {}}
                     )
                     entry["ranks"][route] = r
+                    entry["best_relevant_score"][route] = max(
+                        (round(h.score, 3) for h in result.hits if int(h.record.product_id[1:]) in relevant),
+                        default=None,
+                    )
                     entry["top3"][route] = [pictures[i].label[:60] for i in hits[:3]]
             ordered = sorted(latencies)
             results["routes"][label] = {
@@ -206,6 +216,7 @@ def main() -> None:
         "mapping": mapping.info,
         "visual_prompts": len(visual),
         "name_prompts": len(named),
+        "unanswerable_prompts": unanswerable,
         "chance_top1_visual": round(statistics.mean(len(r) / len(pictures) for _, r in visual), 3),
         "targets": {"visual_top1": 0.7, "visual_top5": 0.9, "name_top1": 0.95},
         **results,

@@ -1,24 +1,28 @@
 """Text -> image search (Alibaba's SearchImageByText), offline.
 
-The query text is turned into a vector in the stored picture-embedding space by
-:class:`lookalike.vision.text_encoder.TextQueryModel` (sentence model -> ImageNet class
-distribution -> the image network's classifier head), then searched through
-:meth:`ImageService.search_by_vector`: the same gate (ownership, instance state, search QPS),
-paging, filter, ScoreThreshold and DistinctProductId handling as the picture searches.
+The query text is turned into a vector in the *stored* picture space (the reduced, whitened vectors the
+index holds) by :class:`lookalike.vision.text_encoder.TextQueryModel`: the sentence model's embedding
+(all-MiniLM-L6-v2) goes through two routes, fused half and half — the learned map shipped as
+``lookalike/vision/data/text-map-v1.npz`` (a 384 x 256 matrix fitted LiT-style on captioned pictures from
+Debian packages by ``bench/fit_text_mapping.py``) and the projection through the image network's 1000
+ImageNet classes and classifier head. The vector is searched through
+:meth:`ImageService.search_by_vector` (``reduced=True``): the same gate (ownership, instance state, search
+QPS), paging, filter, ScoreThreshold and DistinctProductId handling as the picture searches.
 
 The query's content words (lookalike.domain.words) are also matched against what the tenant wrote
 about each picture — ProductId, PicName, CustomContent — through the database's full-text index
 (SQLite FTS5, PostgreSQL tsvector/GIN): "red sneaker" finds ``red-sneaker_front.jpg``.
 
-Score: the larger of (a) the cosine between the query vector and the picture's embedding, clipped to
-[0, 1] as for picture search — well below a copy's score for a relevant picture, near 0 for an unrelated
-one (0.15-0.35 before the whitened space; bench/text_search_eval.py is to be re-run) — and
-(b) the share of the query's content words that the picture's texts hold (1.0 when all of them). So a
-picture named by every word of the query comes first, and a ScoreThreshold tuned for picture search
-keeps only such pictures.
+Score: the larger of (a) the cosine between the query vector and the picture's stored vectors (the best of
+its two stored views), clipped to [0, 1] as for picture search — well below a copy's score even for a
+relevant picture — and (b) the share of the query's content words that the picture's texts hold (1.0 when
+all of them). So a picture named by every word of the query comes first, and a ScoreThreshold tuned for
+picture search keeps only such pictures.
 
-The sentence model is English-only: Chinese queries run, but what they find is close to chance
-(``bench/results/text_search_eval.json``).
+Measured by ``bench/text_search_eval.py`` on 1,488 pictures the map never saw: see ``bench/README.md``
+("Text search — learned mapping") for top-1/top-5 of everyday prompts and of prompts that name PicName
+words. The sentence model is English-only: Chinese queries run, but what they find is close to chance;
+Chinese *words* in PicName/CustomContent match through the word match.
 """
 
 from __future__ import annotations

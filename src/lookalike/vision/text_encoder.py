@@ -495,9 +495,11 @@ class TextQueryModel:
        picture's features are.
 
     ``route="shipped"`` (the service's) gives ``normalize((1 - w) * learned + w * imagenet)`` with ``w`` the
-    map file's ``imagenet_weight``, chosen on the fit's validation split; ``"learned"`` and ``"imagenet"``
-    give one route alone (for the benchmark). ``bench/text_search_eval.py`` measures the three on pictures
-    the map never saw: see ``bench/README.md`` ("Text search — learned mapping") for the numbers.
+    map file's ``imagenet_weight`` (0.5 in ``text-map-v1``, chosen on the fit's validation split; the map
+    was trained for that fusion, so alone it is weak on photos, which its training drawings and icons
+    lack); ``"learned"`` and ``"imagenet"`` give one route alone (for the benchmark).
+    ``bench/text_search_eval.py`` measures the three on pictures the map never saw: see
+    ``bench/README.md`` ("Text search — learned mapping") for the numbers.
     """
 
     IMAGE_MODEL_ID = "efficientnet-lite0:squash224-gem3-l2:v1"  # EfficientNetEmbedder.MODEL_ID
