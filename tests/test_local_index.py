@@ -114,6 +114,25 @@ def test_ivf_training_deletes_overwrites_and_revive(tmp_path: Path, rng: np.rand
         assert_exact(index, model, q, 10)
 
 
+@pytest.mark.parametrize("size", [40, 300])  # exact scan / trained IVF (EXHAUSTIVE: exact below 64)
+def test_search_many_answers_like_one_search_per_query(
+    tmp_path: Path, rng: np.random.Generator, size: int
+) -> None:
+    index = LocalIndex.open(tmp_path, DIM, EXHAUSTIVE)
+    vecs = unit(rng, size)
+    index.upsert(np.arange(size) * 2 + 1, vecs, seq=1)
+    index.remove(np.array([1, 7]), seq=2)  # dead rows are never answered
+    queries = np.concatenate([unit(rng, 6), vecs[:3]])
+    many = index.search_many(queries, 10)
+    assert len(many) == len(queries)
+    for q, ids in zip(queries, many, strict=True):
+        assert list(ids) == list(index.search(q, 10)[0])
+        assert 1 not in ids and 7 not in ids
+    assert index.search_many(queries[:0], 10) == []
+    with pytest.raises(ValueError):
+        index.search_many(queries[0], 10)  # one vector is not a (m, dim) batch
+
+
 def test_out_of_order_id_is_inserted(tmp_path: Path, rng: np.random.Generator) -> None:
     index = LocalIndex.open(tmp_path, DIM, EXHAUSTIVE)
     vecs = unit(rng, 200)

@@ -117,6 +117,17 @@ def test_upsert_search_overwrite_remove(backend: MilvusBackend) -> None:
     assert index.applied_seq == 0
 
 
+def test_search_many_answers_like_one_search_per_query(backend: MilvusBackend) -> None:
+    index = backend.open("ins-0003", DIM)
+    rng = np.random.default_rng(3)
+    vectors = _unit(rng, 60)
+    index.upsert(np.arange(1, 61), vectors, seq=1)
+    many = index.search_many(vectors[:5], 4)
+    assert [int(ids[0]) for ids in many] == [1, 2, 3, 4, 5]  # each finds itself first
+    for q, ids in zip(vectors[:5], many, strict=True):
+        assert list(ids) == list(index.search(q, 4)[0])
+
+
 def test_allowed_ids_are_exact_even_above_one_id_list(backend: MilvusBackend) -> None:
     index = backend.open("ins-0002", DIM)
     rng = np.random.default_rng(2)

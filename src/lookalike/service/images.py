@@ -434,11 +434,11 @@ class ImageService:
             return PairScan(0, after_id, [])
         scope = self._indexes.scope(instance_id, None, None)
         k = min(scope.cap, neighbours + 1)  # the picture itself comes back too
-        found: dict[int, set[int]] = {}
-        for image_id, views in batch:
-            near = {int(i) for view in views for i in scope.top(view, k)[0]}
-            near.discard(image_id)
-            found[image_id] = near
+        owners = [image_id for image_id, views in batch for _ in range(len(views))]
+        nearest = scope.top_many(np.concatenate([views for _, views in batch]), k)
+        found: dict[int, set[int]] = {image_id: set() for image_id, _ in batch}
+        for owner, ids in zip(owners, nearest, strict=True):
+            found[owner].update(int(i) for i in ids if int(i) != owner)
         stored = self._images.views_by_id(instance_id, sorted(set().union(*found.values())))
         pairs: list[Pair] = []
         for image_id, views in batch:

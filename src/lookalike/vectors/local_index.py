@@ -620,6 +620,45 @@ class LocalIndex:
                 return self._exact(files, q, k, slots)
             return self._ann(files, q, k, slots, plan.nprobe, plan.shortlist)
 
+    def search_many(self, queries: npt.ArrayLike, k: int) -> list[I64]:
+        """Top-k live ids of each row of ``queries`` (m, dim), unfiltered: one scan of the rows for all
+        queries (exact), or one batched IVF probe re-ranked exactly per query (ANN), as ``search`` plans."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (m, {self.dim})")
+        with self._lock.read():
+            self._check_open()
+            files = self._files
+            if k <= 0 or self._live == 0 or files is None or len(q) == 0:
+                return [np.empty(0, np.int64) for _ in range(len(q))]
+            trained = self._ivf.nlist if self._ivf else None
+            plan = plan_search(self._live, None, k, trained_nlist=trained, policy=self.policy)
+            if plan.mode is Mode.EXACT:
+                return self._exact_many(files, q, k)
+            assert self._ivf is not None
+            params = _faiss.SearchParametersIVF()
+            params.nprobe = plan.nprobe
+            _, labels = self._ivf.index.search(q, max(plan.shortlist, k), params=params)
+            found: list[I64] = []
+            for row, query in zip(labels, q, strict=True):
+                cand = np.sort(row[row >= 0].astype(np.int64))
+                found.append(_top_k(np.asarray(files.ids[cand]), self._score(files, query, cand), k)[0])
+            return found
+
+    def _exact_many(self, files: _Files, q: F32, k: int) -> list[I64]:
+        best_ids = [np.empty(0, np.int64) for _ in range(len(q))]
+        best_scores = [np.empty(0, np.float32) for _ in range(len(q))]
+        for start in range(0, self._n, _CHUNK):
+            stop = min(self._n, start + _CHUNK)
+            alive = np.asarray(files.alive[start:stop]) == 1
+            ids = np.asarray(files.ids[start:stop])[alive]
+            scores = q @ np.asarray(files.vectors[start:stop], dtype=np.float32)[alive].T  # (m, chunk)
+            for row in range(len(q)):
+                best_ids[row], best_scores[row] = _top_k(
+                    np.concatenate([best_ids[row], ids]), np.concatenate([best_scores[row], scores[row]]), k
+                )
+        return best_ids
+
     def _score(self, files: _Files, q: F32, slots: I64) -> F32:
         return np.asarray(files.vectors[slots], dtype=np.float32) @ q
 

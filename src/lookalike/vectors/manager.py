@@ -91,6 +91,12 @@ class SearchScope:
             return filtering.search_filtered(query, k, *self._inside)
         return self._index.search(query, k, self._allowed)
 
+    def top_many(self, queries: np.ndarray, k: int) -> list[np.ndarray]:
+        """Each query row's k nearest ids, in one pass where the scope is the whole instance."""
+        if self._inside is None and self._allowed is None:
+            return self._index.search_many(queries, k)
+        return [self.top(query, k)[0] for query in queries]
+
 
 class IndexManager:
     def __init__(

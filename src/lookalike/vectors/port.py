@@ -25,6 +25,10 @@ class VectorIndex(Protocol):
     def search(
         self, query: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_many(self, queries: np.ndarray, k: int) -> list[np.ndarray]:
+        """Each query's (m, dim) top-k ids, unfiltered, in one pass (a duplicate scan's many queries)."""
+        ...
+
     def bulk(self) -> AbstractContextManager[None]:
         """Around a load of many writes: the index may defer its maintenance (training) to the end."""
         ...
