@@ -259,6 +259,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help=f"write src/lookalike/vision/data/{MAP_FILE}")
     parser.add_argument("--embed-only", action="store_true")
+    parser.add_argument(
+        "--alone",
+        type=Path,
+        help="only write, to this path, the map trained alone (InfoNCE from ridge 0.01, decay 0.01, served "
+        "at ImageNet weight 0.25: the best map-alone row of the validation), for bench/text_search_eval.py",
+    )
     args = parser.parse_args()
     started = time.time()
     names, labels, primary, whole = training_set()
@@ -345,6 +351,20 @@ def main() -> None:
             "names_mrr": round(float((1 / (ranks + 1)).mean()), 4),
             "score": round((by_label["mrr"] + float((1 / (ranks + 1)).mean())) / 2, 4),
         }
+
+    if args.alone:
+        t_tr, y_tr, g_tr, _ = pairs(np.ones_like(val_pic), "both")
+        a = fit_infonce(t_tr, y_tr, g_tr, fit_ridge(t_tr, y_tr, 0.01), decay=0.01)
+        info = {
+            "version": MAP_VERSION,
+            "image_space": reduction.source_model + "+" + reduction.id,
+            "imagenet_weight": 0.25,
+            "fit": {"method": "infonce (trained alone)", "targets": "both", "lambda": 0.01, "decay": 0.01},
+            "fitted_by": "bench/fit_text_mapping.py",
+        }
+        TextMapping.save(args.alone, a, info)
+        print("wrote", args.alone)
+        return
 
     rows: list[dict[str, Any]] = [{"method": "imagenet projection (before)", **evaluate(None)}]
     print(rows[-1], flush=True)
