@@ -17,8 +17,8 @@ Prompts: ``bench/text_prompts.json``, written and committed before any evaluatio
 edited after. Visual prompts are everyday phrases ("a cat", "a snowy mountain", "a city at night"); a
 picture is relevant when its label matches the prompt's regex (also fixed beforehand). Name prompts name
 words of some pictures' PicName/CustomContent; relevant = the pictures whose words hold every word of the
-prompt. Labels are what the packages say, so relevance is approximate: a wallpaper of a mountain named
-"Altai" is not relevant to "a snowy mountain"; such misses count against every route alike. A prompt with no
+prompt. Labels are what the packages say, so relevance is approximate: a wallpaper counts only when its name
+says what it shows (most, like "Altai" or "Kokkini", do not); such misses count against every route alike. A prompt with no
 relevant picture left after the near-duplicate filter cannot be answered and is left out (listed in the JSON
 as ``unanswerable_prompts``).
 
