@@ -18,9 +18,9 @@ edited after. Visual prompts are everyday phrases ("a cat", "a snowy mountain", 
 picture is relevant when its label matches the prompt's regex (also fixed beforehand). Name prompts name
 words of some pictures' PicName/CustomContent; relevant = the pictures whose words hold every word of the
 prompt. Labels are what the packages say, so relevance is approximate: a wallpaper counts only when its name
-says what it shows (most, like "Altai" or "Kokkini", do not); such misses count against every route alike. A prompt with no
-relevant picture left after the near-duplicate filter cannot be answered and is left out (listed in the JSON
-as ``unanswerable_prompts``).
+says what it shows (most, like "Altai" or "Kokkini", do not); such misses count against every route alike.
+A prompt with no relevant picture left after the near-duplicate filter cannot be answered and is left out
+(listed in the JSON as ``unanswerable_prompts``).
 
 Metrics per route (over the same stored pictures, in one run): top-1 and top-5 (a relevant picture first /
 among the first five, counting pictures), MRR (rank capped at 100, the most one page returns), and the latency
