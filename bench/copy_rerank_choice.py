@@ -11,7 +11,7 @@ with either stored view joins the max. Views tried:
   straight edges inside the query, searched when its four sides are at least 70 % edges (``inner_any``:
   whatever its edges);
 * ``strokes``: ``lookalike.vision.copy_views.without_strokes``: thin high-contrast strokes found by an
-  open-close filter and painted over from their surroundings (pure numpy);
+  separable median filter and painted over from their surroundings (pure numpy);
 * ``cv2_inpaint``: the same idea with OpenCV (median filter 9 px, ``cv2.inpaint`` Telea), for reference,
   when OpenCV is installed (it is no dependency of the service);
 * ``components``: the largest one or two connected blobs of content on a plain background (a picture
@@ -120,8 +120,8 @@ VARIANTS: list[tuple[str, list[tuple[str, float]]]] = [
     ("+ blobs on plain background (1), w 0.94", [("components", 0.94)]),
     ("+ blobs on plain background (2), w 0.94", [("components", 0.94), ("components2", 0.94)]),
     ("+ strokes painted over (cv2 median+inpaint), w 0.97", [("cv2_inpaint", 0.97)]),
-    ("+ strokes painted over (numpy open-close), w 1.0", [("strokes", 1.0)]),
-    ("+ strokes painted over (numpy open-close), w 0.97", [("strokes", copy_views.STROKE_WEIGHT)]),
+    ("+ strokes painted over (numpy separable median), w 1.0", [("strokes", 1.0)]),
+    ("+ strokes painted over (numpy separable median), w 0.97", [("strokes", copy_views.STROKE_WEIGHT)]),
     (
         "+ inner rectangle + strokes (lookalike.vision.copy_views)",
         [("inner", copy_views.INNER_WEIGHT), ("strokes", copy_views.STROKE_WEIGHT)],

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lookalike.domain.region import Box, whole_image
+from lookalike.vision.copy_views import (
+    INNER_MIN_EDGE_SHARE,
+    INNER_WEIGHT,
+    STROKE_WEIGHT,
+    copy_views,
+    inner_rectangle,
+    without_strokes,
+)
+from lookalike.vision.efficientnet import IMAGE_SIZE
 from lookalike.vision.views import CENTRE_SHARES, CENTRE_WEIGHTS, centre, search_views, stored_views
 
 
@@ -32,7 +42,35 @@ def test_a_search_looks_at_the_primary_the_whole_and_the_centre_unless_a_region_
     views = search_views(image, part, box, region_given=False)
     assert views[0] == (part, 1.0) and views[1] == (image, 1.0)
     sizes = [(280, 210), (200, 150)]
-    assert [(v.size, w) for v, w in views[2:]] == list(zip(sizes, CENTRE_WEIGHTS, strict=True))
+    assert [(v.size, w) for v, w in views[2:4]] == list(zip(sizes, CENTRE_WEIGHTS, strict=True))
+    # A blank picture has no inner rectangle: the copy views add only the painted-over one.
+    assert [(v.size, w) for v, w in views[4:]] == [((IMAGE_SIZE, IMAGE_SIZE), STROKE_WEIGHT)]
     assert search_views(image, part, box, region_given=True) == [(part, 1.0)]
     whole = search_views(image, image, whole_image(400, 300), region_given=False)
-    assert whole[0] == (image, 1.0) and len(whole) == 1 + len(CENTRE_SHARES)
+    assert whole[0] == (image, 1.0) and len(whole) == 1 + len(CENTRE_SHARES) + 1
+
+
+def test_a_picture_pasted_into_another_is_searched_by_its_rectangle() -> None:
+    y, x = np.mgrid[0:120, 0:160]
+    inner = Image.fromarray(np.stack([x * 1.5, y * 2.0, 255 - x], -1).clip(0, 255).astype(np.uint8))
+    ImageDraw.Draw(inner).ellipse((40, 30, 100, 90), fill=(250, 240, 30))  # a smooth photo-like picture
+    outer = Image.new("RGB", (400, 300), (255, 255, 255))
+    outer.paste(inner, (200, 40))
+    found = inner_rectangle(outer)
+    assert found is not None and found[1] >= INNER_MIN_EDGE_SHARE
+    box = found[0]
+    assert (
+        abs(box.x1 - 200) <= 3 and abs(box.x2 - 360) <= 3 and abs(box.y1 - 40) <= 3 and abs(box.y2 - 160) <= 3
+    )
+    views = copy_views(outer)
+    assert views[0][1] == INNER_WEIGHT and abs(views[0][0].width - 160) <= 4
+
+
+def test_thin_strokes_are_painted_over_and_broad_shapes_kept() -> None:
+    image = Image.new("RGB", (224, 224), (90, 120, 150))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((20, 20, 120, 120), fill=(240, 200, 40))  # broad: part of the picture
+    draw.line([(0, 200), (223, 150)], fill=(255, 0, 255), width=3)  # a scribble
+    out = np.asarray(without_strokes(image)).astype(int)
+    assert np.abs(out[70, 70] - (240, 200, 40)).max() <= 2
+    assert np.abs(out[175, 112] - (90, 120, 150)).max() <= 30

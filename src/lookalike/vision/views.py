@@ -9,12 +9,15 @@ picture and its copy. So a picture is described by more than one view, chosen by
   the vector index, and the whole picture when the primary is a crop of it (kept in SQL, read when a
   search re-scores its shortlist: it costs no index memory);
 * searched: the primary view, the whole picture, and the central 70 % and 50 % of the whole picture (per
-  side): a picture pasted into another one, or shown in a screenshot, usually sits near the middle. A
-  Region given by the caller is searched alone: the caller said what to look for.
+  side): a picture pasted into another one, or shown in a screenshot, usually sits near the middle; then
+  ``lookalike.vision.copy_views``: the inner rectangle of the picture when it has one (a picture pasted
+  anywhere into another), and the picture with thin strokes painted over (scribbles). A Region given by
+  the caller is searched alone: the caller said what to look for.
 
 A hit's score is the best cosine over (searched views x stored views), a central view's cosine counted at
-``CENTRE_WEIGHTS`` (0.97, 0.94): a part of the query that matches is weaker evidence than the whole of it,
-and without it a centre crop of a photo found the photo's own left half first (tests/test_alibaba_actions).
+``CENTRE_WEIGHTS`` (0.97, 0.94), a copy view's at its own weight (0.94, 0.97): a part of the query that
+matches is weaker evidence than the whole of it, and without it a centre crop of a photo found the photo's
+own left half first (tests/test_alibaba_actions).
 The same picture scores 1.0.
 """
 
@@ -25,6 +28,7 @@ from typing import Final
 from PIL import Image
 
 from lookalike.domain.region import Box, whole_image
+from lookalike.vision.copy_views import copy_views
 
 # Shares of each side kept by the central search views, and what their cosines count for (chosen on the
 # tune part: recall@1 0.9847 unweighted, 0.9853 weighted; held-out 0.9767 -> 0.9779).
@@ -57,4 +61,5 @@ def search_views(
     views.extend(
         (centre(image, share), weight) for share, weight in zip(CENTRE_SHARES, CENTRE_WEIGHTS, strict=True)
     )
+    views.extend(copy_views(image))
     return views
