@@ -55,6 +55,10 @@ STROKE_STEP: Final = 40
 STROKE_WEIGHT: Final = 0.97
 
 
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def _edge_lines(edges: npt.NDArray[np.bool_], axis: int) -> list[int]:
     """Positions (along the other axis) of the lines holding the most edge pixels, at least 5 apart."""
     profile = edges.sum(axis).astype(np.float64)
@@ -75,7 +79,7 @@ def inner_rectangle(image: Image.Image) -> tuple[Box, float] | None:
     width, height = image.size
     scale = INNER_WORK_SIDE / max(width, height)
     w, h = max(8, round(width * scale)), max(8, round(height * scale))
-    a = np.asarray(image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), np.int16)
+    a = np.asarray(_rgb(image).resize((w, h), Image.Resampling.BILINEAR, reducing_gap=3.0), np.int16)
     vertical = np.zeros((h, w), bool)
     vertical[:, 1:-1] = np.abs(a[:, 2:] - a[:, :-2]).max(2) > INNER_EDGE_STEP
     horizontal = np.zeros((h, w), bool)
@@ -167,7 +171,7 @@ def _box_sum(a: FloatArray, radius: int) -> FloatArray:
 def without_strokes(image: Image.Image) -> Image.Image:
     """``image`` at the network's input size with thin high-contrast strokes painted over (see the module
     docstring); unchanged pixels where there are none."""
-    a = np.asarray(image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR))
+    a = np.asarray(_rgb(image).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, reducing_gap=3.0))
     smooth = _median(_median(a, STROKE_WIDTH, 1), STROKE_WIDTH, 0)
     marked = np.abs(a.astype(np.int16) - smooth).max(2) > STROKE_STEP
     stroke = _grow(marked)
