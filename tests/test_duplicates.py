@@ -38,30 +38,36 @@ pairs_strategy = st.lists(
 
 
 @given(pairs_strategy)
-def test_groups_are_the_connected_components_of_the_pairs(raw: list[tuple[int, int, float]]) -> None:
+def test_every_member_is_a_copy_of_its_groups_centre(raw: list[tuple[int, int, float]]) -> None:
     pairs = [pair(a, b, s) for a, b, s in raw]
+    best: dict[tuple[int, int], float] = {}
+    for p in pairs:
+        best[p.first, p.second] = max(p.score, best.get((p.first, p.second), p.score))
     groups = group_pairs(pairs)
     where = {m.image_id: n for n, g in enumerate(groups) for m in g.members}
-    # Disjoint, no singletons, and every picture with a pair is in exactly one group.
-    assert sum(g.size for g in groups) == len(where)
+    assert sum(g.size for g in groups) == len(where)  # disjoint
     assert all(g.size >= 2 for g in groups)
-    assert set(where) == {i for p in pairs for i in (p.first, p.second)}
-    for p in pairs:  # both ends of a pair share a group
-        assert where[p.first] == where[p.second]
-    for g in groups:  # a group is connected: walking its pairs from its first member reaches all of it
-        ids = {m.image_id for m in g.members}
-        reached, frontier = {g.members[0].image_id}, [g.members[0].image_id]
-        while frontier:
-            node = frontier.pop()
-            for p in pairs:
-                for a, b in ((p.first, p.second), (p.second, p.first)):
-                    if a == node and b not in reached:
-                        reached.add(b)
-                        frontier.append(b)
-        assert reached == ids
-        assert [m.image_id for m in g.members] == sorted(ids)  # the oldest picture first
-        assert g.best_score == max(m.score for m in g.members)
+    for g in groups:
+        centre, *others = g.members
+        assert centre.score == 1.0
+        assert [m.image_id for m in others] == sorted(m.image_id for m in others)
+        for m in others:  # paired directly with the centre, at that pair's score
+            assert m.score == best[min(m.image_id, centre.image_id), max(m.image_id, centre.image_id)]
+        assert g.best_score == max(m.score for m in others)
+    # Maximal: no two pictures left out of every group were paired.
+    assert not any(p.first not in where and p.second not in where for p in pairs)
     assert [g.size for g in groups] == sorted((g.size for g in groups), reverse=True)
+
+
+def test_a_chain_of_look_alikes_is_not_one_group_but_a_densified_component_is() -> None:
+    chain = [pair(i, i + 1, 0.9) for i in range(1, 10)]  # 1-2-3-...-10: neighbours only
+    groups = group_pairs(chain)
+    assert all(g.size <= 3 for g in groups) and sum(g.size for g in groups) >= 8
+    # Ten uploads of one picture, each scan keeping only its next neighbour: scored in full, one group.
+    everyone = lambda ids: [pair(a, b, 1.0) for a in ids for b in ids if a < b]  # noqa: E731
+    (one,) = group_pairs(chain, densify=everyone)
+    assert [m.image_id for m in one.members] == list(range(1, 11))
+    assert len(group_pairs(chain, densify=everyone, dense_max=5)) > 1  # too big to score in full
 
 
 @given(pairs_strategy, st.randoms())

@@ -694,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
         "duplicates",
         help="find the copies among an instance's pictures (a duplicate report through the API)",
         description="Start a duplicate report on an instance (or read one with --report), wait for it, and "
-        "print its groups of copies; --csv writes the whole report. The first picture of each group (the "
-        "oldest) is the suggested one to keep; deleting is left to you (or the console's Duplicates page).",
+        "print its groups of copies; --csv writes the whole report. Every picture of a group is a copy of "
+        "its first one, the suggested one to keep; deleting is left to you (or the console's Duplicates "
+        "page).",
     )
     dup.add_argument("--instance", required=True)
     dup.add_argument("--threshold", type=float, default=None, help="0.5-1.0; default 0.75")

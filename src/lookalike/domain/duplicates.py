@@ -1,15 +1,15 @@
 """Groups of copies from scored pairs: the pure half of the duplicate report.
 
 A scan (lookalike.service.duplicates) finds pairs of pictures whose score reaches the report's threshold;
-a group is a connected component of those pairs (union-find), so three re-posts of one picture form one
-group even where one pair of them scores just under the threshold. Groups come biggest first, then by
-their best pair; inside a group the member that stands for it (kept by "keep one" unless the user picks
-another) comes first: the oldest picture (lowest id), the one a catalogue most likely links to.
+``group_pairs`` turns them into groups whose members are all copies of the group's centre (see there why
+not plain connected components). Groups come biggest first, then by their best pair; inside a group the
+centre comes first: the suggested picture to keep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,6 +20,7 @@ from typing import Final
 DEFAULT_THRESHOLD: Final = 0.75
 MIN_THRESHOLD: Final = 0.5  # below this "similar" stops meaning "copy": a report would be one big group
 MAX_THRESHOLD: Final = 1.0
+DENSE_MAX: Final = 2_000  # a component up to this size is scored in full before it is split into groups
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,12 @@ class Pair:
 @dataclass(frozen=True)
 class Member:
     image_id: int
-    score: float  # its best score with another member of the group
+    score: float  # its score with the group's centre (1.0 for the centre itself)
 
 
 @dataclass(frozen=True)
 class Group:
-    members: tuple[Member, ...]  # the oldest picture first, then by id
+    members: tuple[Member, ...]  # the centre (the suggested keeper) first, then by id
     best_score: float
 
     @property
@@ -58,11 +59,26 @@ def validate_threshold(value: float) -> float:
     return value
 
 
-def group_pairs(pairs: Iterable[Pair]) -> list[Group]:
-    """The connected components of ``pairs`` (each of two or more pictures), biggest first, then by best
-    score, then by lowest id; memory grows with the pictures that have a pair, not with the catalogue."""
+Densify = Callable[[list[int]], Iterable[Pair]]
+
+
+def group_pairs(
+    pairs: Iterable[Pair], *, densify: Densify | None = None, dense_max: int = DENSE_MAX
+) -> list[Group]:
+    """Groups of copies from ``pairs``, biggest first, then by best score, then by lowest id.
+
+    Pairs chain: a 29-point star pairs with a 30-point one, which pairs with a 31-point one, and so on, so
+    a connected component can hold a hundred different pictures. A group is therefore built around a
+    centre: inside each component the picture with the most pairs (ties: the lowest id) takes every
+    picture it pairs with directly, and the rest of the component is grouped again the same way. Every
+    member of a group pairs with its centre (listed first: the suggested keeper), so "keep one" never
+    deletes a picture that is not a copy of the one kept. A scan finds each picture's nearest only, so
+    ``densify(ids)`` may give every pair among a component's pictures (at most ``dense_max``: scored from
+    their stored vectors) before it is split: a picture uploaded a thousand times then makes one group.
+    Pictures left without a partner (their partners went to other groups) are in no group.
+    Memory grows with the pictures that have a pair, not with the catalogue."""
+    scores: dict[int, dict[int, float]] = {}
     parent: dict[int, int] = {}
-    best: dict[int, float] = {}
 
     def root(node: int) -> int:
         top = node
@@ -72,20 +88,58 @@ def group_pairs(pairs: Iterable[Pair]) -> list[Group]:
             parent[node], node = top, parent[node]
         return top
 
+    def link(p: Pair) -> None:
+        for a, b in ((p.first, p.second), (p.second, p.first)):
+            scores.setdefault(a, {})[b] = max(p.score, scores.get(a, {}).get(b, p.score))
+
     for p in pairs:
+        link(p)
         for node in (p.first, p.second):
-            if node not in parent:
-                parent[node] = node
-            best[node] = max(best.get(node, p.score), p.score)
+            parent.setdefault(node, node)
         a, b = root(p.first), root(p.second)
         if a != b:
-            parent[max(a, b)] = min(a, b)  # the lower id stays root: results do not depend on pair order
-    members: dict[int, list[int]] = {}
+            parent[max(a, b)] = min(a, b)
+    components: dict[int, list[int]] = {}
     for node in parent:
-        members.setdefault(root(node), []).append(node)
-    groups = [
-        Group(tuple(Member(i, best[i]) for i in sorted(ids)), max(best[i] for i in ids))
-        for ids in members.values()
-    ]
+        components.setdefault(root(node), []).append(node)
+    groups: list[Group] = []
+    for members in components.values():
+        members.sort()
+        if densify is not None and 2 < len(members) <= dense_max:
+            for p in densify(members):
+                link(p)
+        groups.extend(_split_around_centres(members, scores))
     groups.sort(key=lambda g: (-g.size, -g.best_score, g.members[0].image_id))
+    return groups
+
+
+def _split_around_centres(members: list[int], scores: dict[int, dict[int, float]]) -> list[Group]:
+    """Greedy: the unassigned picture with the most unassigned partners takes them all, until no
+    unassigned picture has an unassigned partner (a lazy heap keeps it O(pairs log pairs))."""
+    left = set(members)
+    degree = {m: len(scores[m]) for m in members}
+    heap = [(-degree[m], m) for m in members]
+    heapq.heapify(heap)
+    groups: list[Group] = []
+    while heap:
+        negative, centre = heapq.heappop(heap)
+        if centre not in left or -negative != degree[centre]:
+            continue  # taken, or an outdated entry (its current one is in the heap too)
+        if degree[centre] == 0:
+            break  # nobody left has a partner left
+        partners = sorted(m for m in scores[centre] if m in left)
+        taken = [centre, *partners]
+        for m in taken:
+            left.discard(m)
+        for m in taken:
+            for other in scores[m]:
+                if other in left:
+                    degree[other] -= 1
+                    heapq.heappush(heap, (-degree[other], other))
+        groups.append(
+            Group(
+                (Member(centre, 1.0), *(Member(m, scores[centre][m]) for m in partners)),
+                max(scores[centre][m] for m in partners),
+            )
+        )
     return groups

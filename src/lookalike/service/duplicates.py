@@ -9,8 +9,10 @@ report's threshold is kept. Decisions:
 * Bounded memory: a batch of pictures and their neighbours at a time; the pairs go to SQL with the scan's
   cursor in one transaction, so a crash or a restart resumes after the last committed batch and no pair
   is lost or counted twice. Only the grouping at the end holds the pictures that have a pair.
-* Groups are the connected components of the pairs (lookalike.domain.duplicates): a copy of a copy joins
-  the group even when it scores under the threshold against the original.
+* Groups (lookalike.domain.duplicates): every member is a copy of the group's centre, the suggested picture
+  to keep; pairs alone would chain a hundred different star drawings into one group
+  (bench/duplicates_bench.py). Each set of linked pictures (up to 2,000) is scored in full from the stored
+  vectors first, so a picture uploaded many times makes one group however few neighbours the scan kept.
 * The threshold defaults to 0.75 (lookalike.domain.duplicates says why it is below a search's 0.82);
   0.5-1.0 is accepted.
 * One report runs per instance at a time; a finished report replaces the instance's previous one.
@@ -80,7 +82,7 @@ class GroupMember:
 @dataclass(frozen=True)
 class GroupView:
     group_no: int
-    members: list[GroupMember]  # the suggested keeper (the oldest picture) first
+    members: list[GroupMember]  # the centre (the suggested keeper) first; scores are with the centre
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,10 @@ class DuplicateReports:
                 return None
             cursor = scan.last_id
             work.checkpoint()
-        groups = group_pairs(self._repo.iter_pairs(task.id))
+        groups = group_pairs(
+            self._repo.iter_pairs(task.id),
+            densify=lambda ids: self._images.pairs_among(task.instance_id, ids, threshold),
+        )
         if not self._repo.write_groups(task.id, work.holder, groups, now=work.now()):
             return None
         self._repo.discard_reports(task.instance_id, DUPLICATES, keep=task.id)

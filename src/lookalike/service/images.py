@@ -449,6 +449,21 @@ class ImageService:
                         pairs.append(pair(image_id, other, score))
         return PairScan(len(batch), batch[-1][0], pairs)
 
+    def pairs_among(self, instance_id: str, ids: list[int], threshold: float) -> list[Pair]:
+        """Every pair of these pictures whose score (as ``scan_pairs`` scores) reaches ``threshold``, from
+        their stored vectors (no gate: for reports; callers bound the number of ids)."""
+        stored = self._images.views_by_id(instance_id, ids)
+        kept = sorted(stored)
+        if len(kept) < 2:
+            return []
+        primary = np.stack([stored[i][0] for i in kept])
+        whole = np.stack([stored[i][-1] for i in kept])  # the primary again where there is no second view
+        scores = np.maximum.reduce(
+            [primary @ primary.T, primary @ whole.T, whole @ primary.T, whole @ whole.T]
+        )
+        rows, cols = np.nonzero(np.triu(scores >= threshold, k=1))
+        return [pair(kept[a], kept[b], _score(float(scores[a, b]))) for a, b in zip(rows, cols, strict=True)]
+
     def records_by_id(self, instance_id: str, ids: list[int]) -> dict[int, ImageRecord]:
         """The records of these pictures that the instance still holds (no gate: for reports)."""
         return self._images.hydrate(instance_id, ids)

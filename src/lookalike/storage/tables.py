@@ -312,7 +312,7 @@ duplicate_pairs = Table(
 )
 
 # The groups (connected components of the pairs), written once when the scan ends; group_no 1 is the
-# biggest. Each member row has its best score with another member; position 0 is the suggested keeper.
+# biggest. Position 0 is the group's centre (the suggested keeper); each row's score is with the centre.
 duplicate_members = Table(
     "duplicate_members",
     metadata,

@@ -5,8 +5,9 @@
 * ``GET /v1/instances/{name}/duplicates`` the newest report; ``GET .../duplicates/{id}`` one report: status
   (PROCESSING, SUCCESS, FAIL), ``progress`` 0-1, ``scanned``/``total`` pictures, and once finished the
   number of ``groups`` and of ``pictures`` in them.
-* ``GET .../duplicates/{id}/groups?page=1&page_size=20`` a page of groups, biggest first; each picture
-  with its ``score`` (its best score with another member); the first is the suggested one to keep.
+* ``GET .../duplicates/{id}/groups?page=1&page_size=20`` a page of groups, biggest first; the first picture
+  of a group is its centre, the suggested one to keep, and every other one is a copy of it (``score``: its
+  score with the centre).
 * ``GET .../duplicates/{id}/csv`` the whole report as CSV: group, suggested_keep, product_id, pic_name, score.
 * ``POST .../duplicates/{id}/groups/{group}/keep`` (body ``image_id``) deletes the group's other pictures.
 """
