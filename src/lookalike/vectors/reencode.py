@@ -83,8 +83,11 @@ def migrate_previous_reduction(
         after = rows[-1][0]
         usable = [(i, b) for i, b in rows if len(b) == stored]
         if len(usable) != len(rows):
-            log.warning("%d stored vectors of %s have an unexpected size; left as they are",
-                        len(rows) - len(usable), old_id)
+            log.warning(
+                "%d stored vectors of %s have an unexpected size; left as they are",
+                len(rows) - len(usable),
+                old_id,
+            )
         if not usable:
             continue
         moved = reduction.migrate(vector_codec.decode_many([b for _, b in usable], reduction.dim_out))
