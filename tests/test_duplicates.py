@@ -220,6 +220,8 @@ def test_keep_one_deletes_the_others_and_the_group_disappears(
     left = {r.pic_name for r in services.images.list_pictures(tenant.account, tenant.instance.name).records}
     assert keep.pic_name in left and not ({r.pic_name for r in deleted} & left)
     assert len(found_groups(services, tenant, task.id)) == 7
+    # One delete call whatever the group's size: an instance allowed 1 delete a second still keeps one.
+    assert len(deleted) == len(group.members) - 1
     with pytest.raises(LookalikeError) as missing:  # the group is gone now
         reports.keep_one(tenant.account, tenant.instance.name, task.id, group.group_no, keep.id)
     assert missing.value.http_status == 404
@@ -227,6 +229,25 @@ def test_keep_one_deletes_the_others_and_the_group_disappears(
     stranger = next(m for g in page.groups[1:] for m in g.members if g.group_no != other.group_no)
     with pytest.raises(LookalikeError, match="not in this group"):
         reports.keep_one(tenant.account, tenant.instance.name, task.id, other.group_no, stranger.record.id)
+
+
+def test_keep_one_is_one_delete_call_against_the_delete_qps(services: Services) -> None:
+    slow = make_tenant(services, "careful", "slow", delete_qps=1)
+    load_catalogue(services, slow)
+    task = services.duplicates.start(slow.account, "slow").task
+    services.tasks.run_pending()
+    first, second = services.duplicates.groups(slow.account, "slow", task.id).groups[:2]
+    keep = first.members[0].record.id
+    deleted = services.duplicates.keep_one(slow.account, "slow", task.id, first.group_no, keep)
+    assert len(deleted) == len(first.members) - 1 >= 2  # all of them, on one unit of 1 delete/s
+    with pytest.raises(LookalikeError) as throttled:  # the next call within the second waits its turn
+        services.duplicates.keep_one(
+            slow.account, "slow", task.id, second.group_no, second.members[0].record.id
+        )
+    assert throttled.value.http_status == 429
+    assert len(services.duplicates.groups(slow.account, "slow", task.id).groups) == 7  # nothing half-done
+    services.clock.advance(1.1)
+    services.duplicates.keep_one(slow.account, "slow", task.id, second.group_no, second.members[0].record.id)
 
 
 def test_reports_are_the_tenants_own_and_one_runs_at_a_time(

@@ -19,8 +19,8 @@ report's threshold is kept. Decisions:
 * Pictures deleted after the scan drop out of the groups when they are read (a group left with one
   picture is no longer shown), so "keep one" and other deletes never show stale groups.
 * Starting a report is a console action (rate limited like DumpMeta); reading one is too, except the
-  result pages, which a console page reads often. "Keep one" deletes through ImageService.delete_images:
-  the instance's delete QPS applies.
+  result pages, which a console page reads often. "Keep one" deletes the group's other pictures in one
+  transaction, as one delete call against the instance's delete QPS (as a delete by filter is).
 """
 
 from __future__ import annotations
@@ -218,15 +218,10 @@ class DuplicateReports:
         members = self._group(instance, task, group_no)
         if keep_image_id not in {m.record.id for m in members}:
             raise LookalikeError(e.INVALID_PARAMETER, "The picture to keep is not in this group.")
-        deleted: list[ImageRecord] = []
-        for member in members:
-            if member.record.id == keep_image_id:
-                continue
-            self._images.delete_images(
-                account, instance_name, product_id=member.record.product_id, pic_name=member.record.pic_name
-            )
-            deleted.append(member.record)
-        return deleted
+        doomed = [m.record for m in members if m.record.id != keep_image_id]
+        # One delete call for the group, in one transaction: all the others go, or none does.
+        gone = set(self._images.delete_pictures(account, instance_name, [r.id for r in doomed]))
+        return [r for r in doomed if r.id in gone]
 
     # --- the worker's side ---
     def run_slice(self, task: TaskRow, work: TaskSlice) -> Finished | None:

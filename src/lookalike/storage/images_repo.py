@@ -394,8 +394,11 @@ class ImageRepository:
         product_id: str | None = None,
         pic_name: str | None = None,
         filter_node: Node | None = None,
+        image_ids: Sequence[int] | None = None,
     ) -> DeleteResult:
         clauses = self._where(instance_id, filter_node, None)
+        if image_ids is not None:
+            clauses.append(images.c.id.in_([int(i) for i in image_ids]))
         if product_id is not None:
             clauses.append(images.c.product_id == product_id)
         if pic_name is not None:
