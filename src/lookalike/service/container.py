@@ -107,9 +107,7 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_account_service(
-    settings: Settings, engine: Engine, clock: Clock, **cache: Any
-) -> AccountService:
+def build_account_service(settings: Settings, engine: Engine, clock: Clock, **cache: Any) -> AccountService:
     """`cache`: key_cache_ttl_s and monotonic of AccountService (tests shorten or drive them)."""
     return AccountService(
         AccountRepository(engine),
