@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -19,16 +20,18 @@ from PIL import Image
 from sqlalchemy import update
 
 from alibaba_live import live_server
-from conftest import Tenant, make_tenant
+from conftest import Tenant, make_settings, make_tenant
 from lookalike.api.rest.app import create_app
 from lookalike.cli import main as cli_main
+from lookalike.clock import ManualClock
 from lookalike.domain.duplicates import Pair, group_pairs, pair, validate_threshold
 from lookalike.domain.errors import LookalikeError
-from lookalike.service.container import Services
+from lookalike.service.container import Services, build_services
 from lookalike.service.task_runner import TaskSlice
 from lookalike.storage.tables import instances
 from lookalike.storage.tasks_repo import FAIL, PROCESSING, SUCCESS
 from photos import PHOTO_NAMES, crop_70, encode, grayscale, jpeg_q20, load_photo, resize_50
+from test_milvus_index import _drop_collections, require_milvus_uri
 
 # --- grouping: pure ---
 pairs_strategy = st.lists(
@@ -422,3 +425,33 @@ def test_cli_runs_a_report_to_the_end_and_writes_the_csv(
     finally:
         ticking.set()
         services.tasks.stop()
+
+
+# --- on the shared vector backend ---
+def test_report_on_milvus_finds_the_same_groups(
+    tmp_path: Path, model_cache: Path, database_url: str | None
+) -> None:
+    """The scan's batched neighbour search through Milvus (search_many) groups as the local index does."""
+    uri = require_milvus_uri()
+    prefix = f"lkdup_{uuid.uuid4().hex[:10]}_"
+    settings = make_settings(
+        tmp_path / "data",
+        database_url,
+        model_cache_dir=model_cache,
+        vector_backend="milvus",
+        milvus_uri=uri,
+        milvus_collection_prefix=prefix,
+        milvus_consistency="Strong",  # the scan reads right after the adds
+    )
+    services = build_services(settings, clock=ManualClock(), background=False)
+    try:
+        tenant = make_tenant(services, "acme", "shop")
+        planted = load_catalogue(services, tenant)
+        task = services.duplicates.start(tenant.account, "shop").task
+        assert services.tasks.run_pending() == 1
+        assert sorted(map(sorted, found_groups(services, tenant, task.id))) == sorted(
+            map(sorted, planted.values())
+        )
+    finally:
+        services.close()
+        _drop_collections(uri, prefix)
