@@ -152,8 +152,10 @@ def catalogue(services: Services, tenant: Tenant) -> dict[str, set[str]]:
 def test_report_finds_the_planted_groups_and_nothing_else(
     services: Services, tenant: Tenant, catalogue: dict[str, set[str]]
 ) -> None:
+    services.tasks._wake.clear()
     report = services.duplicates.start(tenant.account, tenant.instance.name)
     assert report.status == PROCESSING and report.progress == 0.0 and report.threshold == 0.75
+    assert services.tasks._wake.is_set()  # the worker starts it now, not at its next poll
     assert services.tasks.run_pending() == 1
     done = services.duplicates.report(tenant.account, tenant.instance.name, rate_limited=False)
     assert done is not None and done.status == SUCCESS

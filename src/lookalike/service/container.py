@@ -245,6 +245,7 @@ def build_services(
         link_key=load_link_key(settings.data_dir),
         runners={DUPLICATES: duplicates},
     )
+    duplicates.wake_on_submit(tasks.wake)
     if background:
         tasks.start()  # also resumes tasks a crash interrupted
     return Services(

@@ -29,7 +29,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -120,6 +120,11 @@ class DuplicateReports:
         self._clock = clock
         self._batch = batch
         self._neighbours = neighbours
+        self._submitted: Callable[[], None] = lambda: None
+
+    def wake_on_submit(self, callback: Callable[[], None]) -> None:
+        """Called after each new report: the task worker's wake-up, so a report starts at once."""
+        self._submitted = callback
 
     # --- tenant actions ---
     def start(self, account: Account, instance_name: str, threshold: float | None = None) -> Report:
@@ -140,6 +145,7 @@ class DuplicateReports:
             raise LookalikeError(
                 REPORT_EXISTS, "A duplicate report is already running on this instance.", status=409
             )
+        self._submitted()
         return self._report(task, instance)
 
     def report(

@@ -366,6 +366,10 @@ class TaskService:
             thread.start()
             self._threads.append(thread)
 
+    def wake(self) -> None:
+        """A task was submitted elsewhere (a duplicate report): look for work now, not at the next poll."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
