@@ -85,9 +85,11 @@ def test_pair_and_threshold_refuse_nonsense() -> None:
     with pytest.raises(ValueError):
         pair(3, 3, 1.0)
     assert pair(9, 2, 0.9) == Pair(2, 9, 0.9)
-    for bad in (0.49, 1.01, float("nan"), float("inf")):
+    for bad in (0.49, 1.01, float("nan"), float("inf"), "lots", "1e400", True, [0.8], {"a": 1}):
         with pytest.raises(ValueError):
             validate_threshold(bad)
+    assert validate_threshold(None) == validate_threshold("  ") == 0.75
+    assert validate_threshold("0.9") == validate_threshold(0.9) == 0.9 and validate_threshold(1) == 1.0
 
 
 # --- the scan, through the real model, index and SQL ---

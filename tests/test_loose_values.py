@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lookalike.domain.loose_values import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, loads_strict, parse_int
+from lookalike.domain.loose_values import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_JSON_DEPTH,
+    loads_strict,
+    parse_int,
+    parse_positive_id,
+)
 
 int64 = st.integers(INT64_MIN, INT64_MAX)
 
@@ -93,3 +100,13 @@ def test_surrogate_pairs_and_the_depth_limit_itself_are_fine() -> None:
     assert loads_strict('"\\ud83d\\ude00"') == "\U0001f600"
     nested = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert loads_strict(nested) is not None
+
+
+@given(st.text(max_size=25))
+def test_positive_id_takes_plain_digits_within_the_column_only(text: str) -> None:
+    plain = text.isascii() and text.isdigit() and 0 < len(text) <= 9 and int(text) > 0
+    if plain:
+        assert parse_positive_id(text, 9) == int(text)
+    else:
+        with pytest.raises(ValueError):
+            parse_positive_id(text, 9)

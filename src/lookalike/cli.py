@@ -378,17 +378,28 @@ def cmd_list_orders(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- tenant commands: the same calls as the REST API, over HTTP ---
-def cmd_tenant(args: argparse.Namespace) -> int:
-    import httpx
-
+def _access_key(args: argparse.Namespace, command: str) -> tuple[str, str] | None:
+    """The AccessKey a command calls the API with: --key-id/--secret, else the environment; None (after
+    saying what is missing) when there is none."""
     key_id = args.key_id or os.environ.get("LOOKALIKE_ACCESS_KEY_ID")
     secret = args.secret or os.environ.get("LOOKALIKE_ACCESS_KEY_SECRET")
     if not key_id or not secret:
         print(
-            "needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET", file=sys.stderr
+            f"{command} needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET",
+            file=sys.stderr,
         )
+        return None
+    return key_id, secret
+
+
+# --- tenant commands: the same calls as the REST API, over HTTP ---
+def cmd_tenant(args: argparse.Namespace) -> int:
+    import httpx
+
+    credentials = _access_key(args, "tenant")
+    if credentials is None:
         return 2
+    key_id, secret = credentials
     body = {
         k: v
         for k, v in {
@@ -424,14 +435,10 @@ TENANT_CALLS = {
 def cmd_duplicates(args: argparse.Namespace) -> int:
     import httpx
 
-    key_id = args.key_id or os.environ.get("LOOKALIKE_ACCESS_KEY_ID")
-    secret = args.secret or os.environ.get("LOOKALIKE_ACCESS_KEY_SECRET")
-    if not key_id or not secret:
-        print(
-            "duplicates needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET",
-            file=sys.stderr,
-        )
+    credentials = _access_key(args, "duplicates")
+    if credentials is None:
         return 2
+    key_id, secret = credentials
     base = f"/v1/instances/{quote(args.instance, safe='')}/duplicates"
 
     def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -514,14 +521,10 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from lookalike.importer import run_import
 
-    key_id = args.key_id or os.environ.get("LOOKALIKE_ACCESS_KEY_ID")
-    secret = args.secret or os.environ.get("LOOKALIKE_ACCESS_KEY_SECRET")
-    if not key_id or not secret:
-        print(
-            "import needs --key-id/--secret or LOOKALIKE_ACCESS_KEY_ID/LOOKALIKE_ACCESS_KEY_SECRET",
-            file=sys.stderr,
-        )
+    credentials = _access_key(args, "import")
+    if credentials is None:
         return 2
+    key_id, secret = credentials
     summary = run_import(
         source=Path(args.source),
         instance=args.instance,

@@ -53,10 +53,19 @@ def pair(a: int, b: int, score: float) -> Pair:
     return Pair(a, b, score) if a < b else Pair(b, a, score)
 
 
-def validate_threshold(value: float) -> float:
-    if not MIN_THRESHOLD <= value <= MAX_THRESHOLD:  # also refuses NaN
+def validate_threshold(value: object) -> float:
+    """A report's threshold from a JSON number or text (None or "": the default); ValueError otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_THRESHOLD
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"the threshold must be a number between {MIN_THRESHOLD} and {MAX_THRESHOLD}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"the threshold must be a number, not {str(value)[:20]!r}") from None
+    if not MIN_THRESHOLD <= number <= MAX_THRESHOLD:  # also refuses NaN
         raise ValueError(f"the threshold must be between {MIN_THRESHOLD} and {MAX_THRESHOLD}")
-    return value
+    return number
 
 
 Densify = Callable[[list[int]], Iterable[Pair]]

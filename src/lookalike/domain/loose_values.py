@@ -40,6 +40,14 @@ def parse_int(value: object) -> int:
     return number
 
 
+def parse_positive_id(text: str, digits: int = 18) -> int:
+    """A number named in a URL (a report id, a group, a page): plain ASCII digits, at least 1, at most
+    ``digits`` of them (what the column holding it can store); ValueError otherwise."""
+    if not (text.isascii() and text.isdigit()) or not 0 < len(text) <= digits or int(text) == 0:
+        raise ValueError(f"{text[:20]!r} is not a positive whole number")
+    return int(text)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 

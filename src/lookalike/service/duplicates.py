@@ -127,10 +127,10 @@ class DuplicateReports:
         self._submitted = callback
 
     # --- tenant actions ---
-    def start(self, account: Account, instance_name: str, threshold: float | None = None) -> Report:
-        value = DEFAULT_THRESHOLD if threshold is None else threshold
+    def start(self, account: Account, instance_name: str, threshold: object = None) -> Report:
+        """``threshold`` as the client sent it (a number or text; None: the default)."""
         try:
-            validate_threshold(value)
+            value = validate_threshold(threshold)
         except ValueError as exc:
             raise LookalikeError(e.INVALID_PARAMETER, f"Threshold: {exc}.") from None
         instance = self._images.console_instance(account, instance_name, active=True)

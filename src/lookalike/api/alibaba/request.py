@@ -89,9 +89,7 @@ def _parse_form(body: bytes, max_fields: int) -> list[tuple[str, str]]:
     return _parse_pairs(text, max_fields, "form body")
 
 
-async def parse_request(
-    request: Request, max_fields: int = RequestLimits().max_form_fields
-) -> AcsRequest:
+async def parse_request(request: Request, max_fields: int = RequestLimits().max_form_fields) -> AcsRequest:
     body = await request.body()  # bounded while read (lookalike.api.limits)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     form: list[tuple[str, str]] = []

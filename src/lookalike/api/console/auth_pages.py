@@ -61,9 +61,7 @@ def _form_token(request: Request) -> str:
     return existing if existing and len(existing) <= 64 else secrets.token_urlsafe(32)
 
 
-def _form_page(
-    request: Request, template: str, context: dict[str, Any], *, status: int = 200
-) -> Response:
+def _form_page(request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> Response:
     """A pre-session form page carrying the token of the form cookie (set here if missing)."""
     token = _form_token(request)
     page = render(request, template, {**context, "form_token": token}, status=status)

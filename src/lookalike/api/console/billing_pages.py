@@ -26,13 +26,14 @@ def billing_page(request: Request, session: SessionDep) -> Response:
         return f"{money(svc, minor)} {currency}"
 
     orders: list[dict[str, Any]] = [
-        {**o, "instance_name": names.get(o["instance_id"] or "", "—" if not o["instance_id"] else "released"),
-         "total_text": money(svc, o["amount"])}
+        {
+            **o,
+            "instance_name": names.get(o["instance_id"] or "", "—" if not o["instance_id"] else "released"),
+            "total_text": money(svc, o["amount"]),
+        }
         for o in svc.billing.orders(scope)
     ]
-    events = [
-        {**ev, "text": describe(ev, names, amount)} for ev in svc.billing.recent_events(scope)
-    ]
+    events = [{**ev, "text": describe(ev, names, amount)} for ev in svc.billing.recent_events(scope)]
     entries = [{**en, "amount_text": money(svc, en["amount"])} for en in ledger["entries"]]
     context = {
         "nav": "billing",

@@ -115,7 +115,10 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
         if not choice["package_id"]:
             raise LookalikeError(e.INVALID_PACKAGE, "Choose a package.")
         found = svc.billing.quote(
-            account, "buy", package_id=choice["package_id"], unit=choice["unit"],
+            account,
+            "buy",
+            package_id=choice["package_id"],
+            unit=choice["unit"],
             count=period_count(choice["count"]),
         )
     except LookalikeError as exc:
@@ -126,8 +129,15 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
         "Package": choice["package_id"],
     }
     return render_quote(
-        request, account, title="Confirm your purchase", summary=summary, quote=found,
-        action="/console/buy", fields=choice, back=_back(choice), nav="buy",
+        request,
+        account,
+        title="Confirm your purchase",
+        summary=summary,
+        quote=found,
+        action="/console/buy",
+        fields=choice,
+        back=_back(choice),
+        nav="buy",
     )
 
 
@@ -152,8 +162,15 @@ def trial_quote(request: Request, session: SessionDep) -> Response:
         "Offer": "Free trial, 1 month",
     }
     return render_quote(
-        request, account, title="Confirm your free trial", summary=summary, quote=found,
-        action="/console/buy/trial", fields=fields, back=_back(choice), nav="buy",
+        request,
+        account,
+        title="Confirm your free trial",
+        summary=summary,
+        quote=found,
+        action="/console/buy/trial",
+        fields=fields,
+        back=_back(choice),
+        nav="buy",
     )
 
 

@@ -54,4 +54,3 @@ def card(instance: Instance, status: dict[str, Any], usage: UsageWindow, now: da
         "chart": qps_chart(usage, qps, label=summary),
         "throttled": usage.throttled,
     }
-

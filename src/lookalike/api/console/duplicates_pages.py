@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.console.picture_views import instance_path, tile
 from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, redirect, render, services
+from lookalike.api.rest.duplicate_routes import csv_download, positive_number
 from lookalike.domain import errors as e
 from lookalike.domain.duplicates import DEFAULT_THRESHOLD
 from lookalike.domain.errors import LookalikeError
@@ -24,12 +24,6 @@ from lookalike.service.duplicates import GroupView
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
 GROUPS_PER_PAGE = 10
-
-
-def _number(text: str, what: str, digits: int = 18) -> int:
-    if not (text.isascii() and text.isdigit()) or not 0 < len(text) <= digits or int(text) == 0:
-        raise LookalikeError(e.INVALID_PARAMETER, f"{what} must be a positive whole number.")
-    return int(text)
 
 
 def _tiles(request: Request, account: Account, name: str, group: GroupView) -> list[dict[str, Any]]:
@@ -55,7 +49,7 @@ def _page(request: Request, account: Account, name: str, page_text: str, **extra
     status = 200
     if report is not None and report.status == "SUCCESS":
         try:
-            page = _number(page_text or "1", "Page", 9)
+            page = positive_number(page_text or "1", "Page", 9)
             found = reports.groups(account, name, report.task.id, page_number=page, page_size=GROUPS_PER_PAGE)
         except LookalikeError as exc:
             context["list_error"] = exc.message
@@ -99,19 +93,8 @@ async def start_report(request: Request, name: str, session: SessionDep, form: F
 
 @router.get("/instances/{name}/duplicates/{report_id}.csv", include_in_schema=False)
 def report_csv(request: Request, name: str, report_id: str, session: SessionDep) -> Response:
-    number = _number(report_id, "The report id")
-    lines = services(request).duplicates.csv_lines(session.account, name, number)
-    return StreamingResponse(
-        iterate_in_threadpool(lines),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="duplicates-{number}.csv"'},
-    )
-
-
-def _group(request: Request, account: Account, name: str, report_id: str, group: str) -> GroupView:
-    number, group_no = _number(report_id, "The report id"), _number(group, "The group", 9)
-    found = services(request).duplicates.group(account, name, number, group_no)
-    return found
+    number = positive_number(report_id, "The report id")
+    return csv_download(services(request).duplicates.csv_lines(session.account, name, number), number)
 
 
 @router.get("/instances/{name}/duplicates/{report_id}/groups/{group}/keep", include_in_schema=False)
@@ -119,8 +102,9 @@ def confirm_keep(
     request: Request, name: str, report_id: str, group: str, session: SessionDep, image_id: str = ""
 ) -> Response:
     account = session.account
-    view = _group(request, account, name, report_id, group)
-    keep = _number(image_id, "The picture to keep") if image_id else view.members[0].record.id
+    number, group_no = positive_number(report_id, "The report id"), positive_number(group, "The group", 9)
+    view = services(request).duplicates.group(account, name, number, group_no)
+    keep = positive_number(image_id, "The picture to keep") if image_id else view.members[0].record.id
     tiles = _tiles(request, account, name, view)
     kept = [t for t in tiles if t["record"].id == keep]
     if not kept:
@@ -142,8 +126,8 @@ async def keep_one(
     request: Request, name: str, report_id: str, group: str, session: SessionDep, form: FormDep
 ) -> Response:
     account = session.account
-    number, group_no = _number(report_id, "The report id"), _number(group, "The group", 9)
-    keep = _number(field(form, "image_id"), "The picture to keep")
+    number, group_no = positive_number(report_id, "The report id"), positive_number(group, "The group", 9)
+    keep = positive_number(field(form, "image_id"), "The picture to keep")
     reports = services(request).duplicates
     deleted = await run_in_threadpool(lambda: reports.keep_one(account, name, number, group_no, keep))
     notice = f"Kept one picture of group {group_no} and deleted {len(deleted)}: " + ", ".join(

@@ -107,15 +107,26 @@ def change_quote(request: Request, name: str, session: SessionDep, package_id: s
     except LookalikeError as exc:
         refusal = exc
     return render_quote(
-        request, session.account, title="Change the package", summary=summary, quote=found,
-        action=f"/console/instances/{name}/change", fields={"package_id": package_id},
-        back=f"/console/instances/{name}", nav="dashboard", refusal=refusal,
+        request,
+        session.account,
+        title="Change the package",
+        summary=summary,
+        quote=found,
+        action=f"/console/instances/{name}/change",
+        fields={"package_id": package_id},
+        back=f"/console/instances/{name}",
+        nav="dashboard",
+        refusal=refusal,
     )
 
 
 @router.get("/instances/{name}/renew", include_in_schema=False)
 def renew_quote(
-    request: Request, name: str, session: SessionDep, package_id: str = "", unit: str = "month",
+    request: Request,
+    name: str,
+    session: SessionDep,
+    package_id: str = "",
+    unit: str = "month",
     count: str = "1",
 ) -> Response:
     svc = services(request)
@@ -125,16 +136,26 @@ def renew_quote(
     refusal: LookalikeError | None = None
     try:
         found = svc.billing.quote(
-            session.account, "renew", package_id=package_id, unit=unit, count=period_count(count),
+            session.account,
+            "renew",
+            package_id=package_id,
+            unit=unit,
+            count=period_count(count),
             instance_name=name,
         )
     except LookalikeError as exc:
         refusal = exc
     return render_quote(
-        request, session.account, title="Renew", summary=summary, quote=found,
+        request,
+        session.account,
+        title="Renew",
+        summary=summary,
+        quote=found,
         action=f"/console/instances/{name}/renew",
         fields={"package_id": package_id, "unit": unit, "count": count},
-        back=f"/console/instances/{name}", nav="dashboard", refusal=refusal,
+        back=f"/console/instances/{name}",
+        nav="dashboard",
+        refusal=refusal,
     )
 
 

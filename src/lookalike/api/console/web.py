@@ -171,8 +171,10 @@ class ConsoleRoute(APIRoute):
                 return render(
                     request,
                     "error.html",
-                    {"title": "Form expired", "message": "The form is stale or came from elsewhere. "
-                     "Reload the page and try again."},
+                    {
+                        "title": "Form expired",
+                        "message": "The form is stale or came from elsewhere. Reload the page and try again.",
+                    },
                     status=403,
                 )
             except StarletteHTTPException as exc:  # e.g. a form the parser refused, before any dependency ran

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -21,9 +22,10 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from lookalike.api.rest.auth import current_account, services
-from lookalike.api.rest.payload import Payload, read_payload
+from lookalike.api.rest.payload import read_payload
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.loose_values import parse_positive_id
 from lookalike.domain.models import Account
 from lookalike.service.duplicates import NO_REPORT, GroupPage, Report
 
@@ -73,29 +75,27 @@ def page_json(page: GroupPage) -> dict[str, Any]:
     }
 
 
-def _threshold(payload: Payload) -> float | None:
-    value = payload.fields.get("threshold")
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise LookalikeError(e.INVALID_PARAMETER, "threshold must be a number between 0.5 and 1.")
+def positive_number(text: str, name: str, digits: int = 18) -> int:
+    """A report id, group or page named in a URL (console pages use it too)."""
     try:
-        return float(value)
+        return parse_positive_id(text, digits)
     except ValueError:
-        raise LookalikeError(e.INVALID_PARAMETER, "threshold must be a number between 0.5 and 1.") from None
+        raise LookalikeError(e.INVALID_PARAMETER, f"{name} must be a positive whole number.") from None
 
 
-def _positive(value: str, name: str, digits: int = 18) -> int:
-    """A path or query number: plain digits, within what the database column holds."""
-    if not (value.isascii() and value.isdigit()) or not 0 < len(value) <= digits or int(value) == 0:
-        raise LookalikeError(e.INVALID_PARAMETER, f"{name} must be a positive whole number.")
-    return int(value)
+def csv_download(lines: Iterator[str], report_id: int) -> StreamingResponse:
+    """A report's CSV as a file download, streamed a page of groups at a time (console pages use it too)."""
+    return StreamingResponse(
+        iterate_in_threadpool(lines),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="duplicates-{report_id}.csv"'},
+    )
 
 
 @router.post("/instances/{name}/duplicates", tags=["duplicates"])
 async def start_report(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
     payload = await read_payload(request)
-    threshold = _threshold(payload)
+    threshold = payload.fields.get("threshold")  # checked by the service
     reports = services(request).duplicates
     return report_json(await run_in_threadpool(lambda: reports.start(account, name, threshold)))
 
@@ -110,7 +110,7 @@ def latest_report(request: Request, name: str, account: AccountDep) -> dict[str,
 
 @router.get("/instances/{name}/duplicates/{report_id}", tags=["duplicates"])
 def one_report(request: Request, name: str, report_id: str, account: AccountDep) -> dict[str, Any]:
-    number = _positive(report_id, "report id")
+    number = positive_number(report_id, "report id")
     found = services(request).duplicates.report(account, name, number, rate_limited=False)
     assert found is not None  # a named report that does not exist raised 404
     return report_json(found)
@@ -120,23 +120,18 @@ def one_report(request: Request, name: str, report_id: str, account: AccountDep)
 def report_groups(
     request: Request, name: str, report_id: str, account: AccountDep, page: str = "1", page_size: str = "20"
 ) -> dict[str, Any]:
-    number = _positive(page, "page", 9)
-    size = _positive(page_size, "page_size", 9)
+    number = positive_number(page, "page", 9)
+    size = positive_number(page_size, "page_size", 9)
     found = services(request).duplicates.groups(
-        account, name, _positive(report_id, "report id"), page_number=number, page_size=size
+        account, name, positive_number(report_id, "report id"), page_number=number, page_size=size
     )
     return page_json(found)
 
 
 @router.get("/instances/{name}/duplicates/{report_id}/csv", tags=["duplicates"])
 def report_csv(request: Request, name: str, report_id: str, account: AccountDep) -> StreamingResponse:
-    number = _positive(report_id, "report id")
-    lines = services(request).duplicates.csv_lines(account, name, number)
-    return StreamingResponse(
-        iterate_in_threadpool(lines),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="duplicates-{number}.csv"'},
-    )
+    number = positive_number(report_id, "report id")
+    return csv_download(services(request).duplicates.csv_lines(account, name, number), number)
 
 
 @router.post("/instances/{name}/duplicates/{report_id}/groups/{group}/keep", tags=["duplicates"])
@@ -147,7 +142,7 @@ async def keep_one(
     keep = payload.integer("image_id")
     if keep is None:
         raise LookalikeError(e.INVALID_PARAMETER, "image_id (the picture to keep) is required.")
-    number, group_no = _positive(report_id, "report id"), _positive(group, "group", 9)
+    number, group_no = positive_number(report_id, "report id"), positive_number(group, "group", 9)
     reports = services(request).duplicates
     deleted = await run_in_threadpool(lambda: reports.keep_one(account, name, number, group_no, keep))
     return {
