@@ -227,6 +227,7 @@ def build_services(
         image_limits=settings.image_limits,
         thumbnail_size=settings.thumbnail_size if settings.thumbnails else None,
         thumbnails_max_capacity=settings.thumbnails_max_capacity,
+        copy_verification=settings.copy_verification,
     )
     duplicates = DuplicateReports(
         repo=DuplicateRepository(engine),

@@ -12,6 +12,8 @@ from PIL import Image
 
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
+from lookalike.domain import keypoint_codec
+from lookalike.domain.copy_score import verified_score
 from lookalike.domain.duplicates import Pair, pair
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.filters import Node, evaluate, parse_filter
@@ -47,6 +49,7 @@ from lookalike.vectors.manager import IndexManager
 from lookalike.vision.categories import all_categories, predict_category
 from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
+from lookalike.vision.keypoints import inliers, query_keypoints, stored_keypoints
 from lookalike.vision.prepare import prepare_for_embedding
 from lookalike.vision.thumbnail import make_thumbnail
 from lookalike.vision.views import search_views, stored_views
@@ -55,6 +58,9 @@ ACTIVE = "active"
 # Each query view's k nearest are asked for this many more than the page needs: the shortlist that the
 # re-scoring over every view orders (the copy benchmark's sources were all within each view's top 20).
 SHORTLIST_MARGIN = 20
+# A search by picture checks this many of its first hits with local features (lookalike.domain.copy_score):
+# the copy benchmark's sources were nearly all within the first 20 (bench/copy_verification_choice.py).
+VERIFIED_HITS = 20
 # At most this many pictures matched by words join a text search's shortlist (the index's best-ranked).
 WORD_MATCHES = 500
 
@@ -82,6 +88,7 @@ class _Analysis:
     weights: np.ndarray  # (v,) what each view's cosine counts for (lookalike.vision.views)
     pic_info: PicInfo
     image: Image.Image  # the whole decoded picture (oriented RGB), for the thumbnail
+    keypoints: keypoint_codec.Keypoints | None  # local features (None: the check is off)
 
     @property
     def vector(self) -> np.ndarray:
@@ -145,6 +152,7 @@ class ImageService:
         image_limits: ImageLimits,
         thumbnail_size: int | None = None,
         thumbnails_max_capacity: int | None = None,
+        copy_verification: bool = True,
     ) -> None:
         self._accounts = accounts
         self._billing = billing
@@ -158,6 +166,8 @@ class ImageService:
         self._thumbnail_size = thumbnail_size  # None: thumbnails are off
         # Instances whose package holds more pictures keep none (their bytes would dominate SQL).
         self._thumbnails_max_capacity = thumbnails_max_capacity
+        # Local features stored per picture and checked against a search's first hits.
+        self._copy_verification = copy_verification
 
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
@@ -202,14 +212,19 @@ class ImageService:
         them in one go, reduce them, and predict the category from the primary view."""
         decoded = decode_image(data, self._limits)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
+        keypoints = None
         if for_search:
             region_given = region is not None and bool(region.strip())
             weighted = search_views(decoded.image, picture, box, region_given=region_given)
             pictures = [view for view, _ in weighted]
             weights = np.array([weight for _, weight in weighted], np.float32)
+            if self._copy_verification:  # a given Region is what to look for, as for the views
+                keypoints = query_keypoints(picture if region_given else decoded.image)
         else:
             pictures = stored_views(decoded.image, picture, box)
             weights = np.ones(len(pictures), np.float32)
+            if self._copy_verification:
+                keypoints = stored_keypoints(decoded.image)
         embedded = self._embedder.embed_several(pictures)
         views = self._indexes.reduce(embedded.vectors)
         probs = embedded.class_probs[0]
@@ -221,7 +236,7 @@ class ImageService:
         else:
             category = predict_category(probs)
         info = PicInfo(category, box, boxes, all_categories())
-        return _Analysis(views, weights, info, decoded.image)
+        return _Analysis(views, weights, info, decoded.image, keypoints)
 
     # --- writes ---
     def add_image(
@@ -267,7 +282,14 @@ class ImageService:
         with self._indexes.writing(instance.id) as index:
             capacity = self._billing.capacity_for_adds(instance)
             written = self._images.upsert(
-                instance.id, record, capacity=capacity, now=self._clock.now(), thumbnail=thumbnail
+                instance.id,
+                record,
+                capacity=capacity,
+                now=self._clock.now(),
+                thumbnail=thumbnail,
+                local_features=None
+                if analysis.keypoints is None
+                else keypoint_codec.encode(analysis.keypoints),
             )
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created, written.image_id)
@@ -366,7 +388,7 @@ class ImageService:
             for_search=True,
         )
         hits, matched = self._vector_search(
-            instance, analysis.views, options, node, threshold, analysis.weights
+            instance, analysis.views, options, node, threshold, analysis.weights, keypoints=analysis.keypoints
         )
         return SearchResult(hits, matched, _elapsed_ms(started), analysis.pic_info)
 
@@ -583,11 +605,13 @@ class ImageService:
         weights: np.ndarray | None = None,
         *,
         lexical: dict[int, float] | None = None,
+        keypoints: keypoint_codec.Keypoints | None = None,
     ) -> tuple[list[SearchHit], int]:
         """The hits for a query of one or more views (v, dim): each view's k nearest from the index make one
         shortlist, re-scored from SQL as the best weighted cosine over (query views x the hit's stored
         views); ``weights`` (v,) default to 1. ``lexical`` (id -> word score) joins the shortlist, and a
-        hit's score is the larger of the two."""
+        hit's score is the larger of the two. With the query's ``keypoints``, the first ``VERIFIED_HITS``
+        are checked against their stored local features and re-scored (lookalike.domain.copy_score)."""
         weights = np.ones(len(views), np.float32) if weights is None else weights
         extra = np.array(sorted(lexical or {}), np.int64)
         scope = self._indexes.scope(instance.id, node, options.category_id)
@@ -597,6 +621,7 @@ class ImageService:
         # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list. A shared index
         # may still hold rows SQL deleted (Milvus shows deletes late), so its cap is not SQL's count.
         k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + SHORTLIST_MARGIN)
+        checked: dict[int, int] = {}  # id -> inliers, kept over the rounds of a growing shortlist
         while True:
             found = [scope.top(view, k)[0] for view in views]
             shortlist = np.unique(np.concatenate([*found, extra]))
@@ -605,6 +630,8 @@ class ImageService:
                 scores = np.maximum(scores, np.array([lexical.get(int(i), 0.0) for i in ids], np.float32))
                 order = np.argsort(-scores, kind="stable")
                 ids, scores = ids[order], scores[order]
+            if keypoints is not None and len(keypoints) > 0:
+                ids, scores = self._verify(instance.id, keypoints, ids, scores, checked)
             hits = self._hydrate(
                 instance.id, ids, scores, threshold, options.distinct_product_id, node, options.category_id
             )
@@ -626,6 +653,28 @@ class ImageService:
         scores = np.array([float(((views @ stored[i].T) * column).max()) for i in kept], np.float32)
         order = np.argsort(-scores, kind="stable")
         return np.array(kept, np.int64)[order], scores[order]
+
+    def _verify(
+        self,
+        instance_id: str,
+        query: keypoint_codec.Keypoints,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        checked: dict[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) best first again after the first ``VERIFIED_HITS`` were checked with local
+        features; pictures stored without them keep their score."""
+        first = [int(i) for i in ids[:VERIFIED_HITS]]
+        stored = self._images.local_features(instance_id, [i for i in first if i not in checked])
+        for image_id, blob in stored.items():
+            checked[image_id] = inliers(query, keypoint_codec.decode(blob))
+        scores = scores.copy()
+        for row, image_id in enumerate(first):
+            found = checked.setdefault(image_id, 0)
+            if found:
+                scores[row] = verified_score(float(scores[row]), found)
+        order = np.argsort(-scores, kind="stable")
+        return ids[order], scores[order]
 
     def _hydrate(
         self,

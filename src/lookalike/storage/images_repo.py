@@ -38,6 +38,7 @@ from lookalike.storage.tables import (
     duplicate_pairs,
     images,
     instances,
+    keypoints,
     tasks,
     thumbnails,
 )
@@ -134,10 +135,12 @@ class ChangeBatch:
 
 
 def purge_instance_rows(conn: Connection, instance_id: str) -> None:
-    """Delete an instance's pictures, thumbnails and change log inside the caller's write transaction."""
+    """Delete an instance's pictures, thumbnails, local features and change log inside the caller's write
+    transaction."""
     conn.execute(delete(images).where(images.c.instance_id == instance_id))
     conn.execute(delete(changes).where(changes.c.instance_id == instance_id))
     conn.execute(delete(thumbnails).where(thumbnails.c.instance_id == instance_id))
+    conn.execute(delete(keypoints).where(keypoints.c.instance_id == instance_id))
     reports = select(tasks.c.id).where(tasks.c.instance_id == instance_id).scalar_subquery()
     conn.execute(delete(duplicate_members).where(duplicate_members.c.task_id.in_(reports)))
     conn.execute(delete(duplicate_pairs).where(duplicate_pairs.c.task_id.in_(reports)))
@@ -182,11 +185,13 @@ class ImageRepository:
         capacity: int,
         now: datetime,
         thumbnail: bytes | None = None,
+        local_features: bytes | None = None,
     ) -> WriteResult:
         """Insert or overwrite one picture; an overwrite does not count against capacity.
 
-        `thumbnail` (JPEG) is written in the same transaction, replacing the old one; None drops an old one,
-        so an overwritten picture never shows its predecessor's thumbnail."""
+        `thumbnail` (JPEG) and `local_features` (lookalike.domain.keypoint_codec) are written in the same
+        transaction, replacing the old ones; None drops an old one, so an overwritten picture never shows
+        its predecessor's thumbnail nor is checked against its features."""
         key = and_(
             images.c.instance_id == instance_id,
             images.c.product_id == image.product_id,
@@ -238,9 +243,14 @@ class ImageRepository:
             conn.execute(update(images).where(images.c.id == image_id).values(seq=seq))
             if not created:
                 conn.execute(delete(thumbnails).where(thumbnails.c.image_id == image_id))
+                conn.execute(delete(keypoints).where(keypoints.c.image_id == image_id))
             if thumbnail is not None:
                 conn.execute(
                     insert(thumbnails).values(image_id=image_id, instance_id=instance_id, data=thumbnail)
+                )
+            if local_features is not None:
+                conn.execute(
+                    insert(keypoints).values(image_id=image_id, instance_id=instance_id, data=local_features)
                 )
         return WriteResult(image_id, seq, created)
 
@@ -351,6 +361,21 @@ class ImageRepository:
             ).scalar_one_or_none()
         return None if data is None else bytes(data)
 
+    def local_features(self, instance_id: str, image_ids: Sequence[int]) -> dict[int, bytes]:
+        """The stored local features of these pictures (those of the instance that have them)."""
+        found: dict[int, bytes] = {}
+        ids = [int(i) for i in image_ids]
+        with self._engine.connect() as conn:
+            for start in range(0, len(ids), 900):
+                # By primary key only, the instance checked on the row (as _rows_by_id, for the same reason).
+                rows = conn.execute(
+                    select(keypoints.c.image_id, keypoints.c.instance_id, keypoints.c.data).where(
+                        keypoints.c.image_id.in_(ids[start : start + 900])
+                    )
+                )
+                found.update((int(r.image_id), bytes(r.data)) for r in rows if r.instance_id == instance_id)
+        return found
+
     def with_thumbnails(self, instance_id: str, image_ids: Sequence[int]) -> set[int]:
         """Which of these pictures have a thumbnail (a grid shows a placeholder for the others)."""
         if not image_ids:
@@ -414,6 +439,7 @@ class ImageRepository:
                 chunk = ids[chunk_start : chunk_start + 500]
                 conn.execute(delete(images).where(images.c.id.in_(chunk)))
                 conn.execute(delete(thumbnails).where(thumbnails.c.image_id.in_(chunk)))
+                conn.execute(delete(keypoints).where(keypoints.c.image_id.in_(chunk)))
                 for image_id in chunk:
                     seq = self._log_change(conn, instance_id, image_id, "delete")
             self._add_to_count(conn, instance_id, -len(ids))

@@ -370,6 +370,17 @@ thumbnails = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# Each picture's local features (lookalike.domain.keypoint_codec, ~4.6 KB), for the geometric check of a
+# search's first hits (setting `copy_verification`). Keyed by the images row; written in the same transaction
+# as the picture and deleted with it. Pictures stored before the check existed have none.
+keypoints = Table(
+    "keypoints",
+    metadata,
+    Column("image_id", BigInteger, primary_key=True),
+    Column("instance_id", String(32), nullable=False, index=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
 # Search requests per instance and UTC minute, for the console's "QPS used against the limit" chart.
 # Each process adds its own counts (additive upserts); peak_per_second is the busiest second one process saw.
 search_usage = Table(
