@@ -7,6 +7,11 @@
 * Thumbnails (--thumbnails): the console's JPEG per picture (setting `thumbnails`, `thumbnail_size`), made
   the way an add makes it from the 22 real photos the tests ship (tests/photos.py), and the SQL bytes per
   row of the `thumbnails` table for copies of them in SQLite (and PostgreSQL with --postgres).
+* Local features (--keypoints): what an add stores for the geometric check (setting `copy_verification`):
+  the uploaded JPEG decoded, `stored_keypoints` of it, `keypoint_codec.encode`d, made from two sample sets:
+  the 22 test photos and, where bench/picture_corpus.py finds its Debian picture packages, a few hundred of
+  its wallpapers, stamps, icons and clip-art; and the SQL bytes per row of the `keypoints` table for rounds
+  of each set in SQLite (and PostgreSQL with --postgres).
 * Milvus (--milvus-rows, with a local milvus-server): inserts 256-d vectors through the backend itself
   (`MilvusBackend.open(...).upsert_records`: its collection schema with the nine scalar copies, its index
   type, one partition per instance) for each of --milvus-index (default IVF_SQ8, the backend's default),
@@ -18,6 +23,7 @@
         --milvus http://127.0.0.1:19530 --milvus-data /tmp/lookalike-test-servers/milvus \
         --milvus-rows 200000 --milvus-index IVF_SQ8,IVF_PQ,HNSW
     .venv/bin/python deploy/sizing.py --thumbnails --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres
+    .venv/bin/python deploy/sizing.py --keypoints --postgres postgresql+psycopg://lookalike@127.0.0.1:54329/postgres
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import sqlite3
 import statistics
 import subprocess
@@ -39,16 +46,19 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from PIL import Image
 
 from lookalike.clock import SystemClock
 from lookalike.config import Settings
+from lookalike.domain import keypoint_codec
 from lookalike.domain.models import Attributes
 from lookalike.service.container import build_control_plane
 from lookalike.storage.db import make_engine, sqlite_url
 from lookalike.storage.images_repo import ImageRepository, NewImage
-from lookalike.storage.tables import thumbnails
+from lookalike.storage.tables import keypoints, thumbnails
 from lookalike.vectors.reduction import packaged
 from lookalike.vision.decode import decode_image
+from lookalike.vision.keypoints import STORED_FEATURES, STORED_SIDE, stored_keypoints
 from lookalike.vision.thumbnail import make_thumbnail
 
 DIM = packaged().dim_out
@@ -179,17 +189,24 @@ def thumbnail_samples(size: int) -> dict[str, bytes]:
     return {name: make_thumbnail(decode_image(encode(load_photo(name))).image, size) for name in PHOTO_NAMES}
 
 
-def _thumbnail_table_bytes(engine: sa.Engine, samples: list[bytes], copies: int, measure: Any) -> int:
-    """Growth of the database (by `measure`) for `copies` rounds of the samples in the thumbnails table."""
+def _blob_table_bytes(
+    engine: sa.Engine, table: sa.Table, samples: list[bytes], rows: int, measure: Any
+) -> int:
+    """Growth of the database (by `measure`) for `rows` rows of `table` (image_id, instance_id, data), the
+    samples in turn."""
     before = measure()
     with engine.begin() as conn:
-        rows = [
-            {"image_id": i, "instance_id": "sizing", "data": samples[i % len(samples)]}
-            for i in range(copies * len(samples))
+        values = [
+            {"image_id": i, "instance_id": "sizing", "data": samples[i % len(samples)]} for i in range(rows)
         ]
-        for start in range(0, len(rows), 500):
-            conn.execute(sa.insert(thumbnails), rows[start : start + 500])
+        for start in range(0, len(values), 500):
+            conn.execute(sa.insert(table), values[start : start + 500])
     return int(measure()) - int(before)
+
+
+def _thumbnail_table_bytes(engine: sa.Engine, samples: list[bytes], copies: int, measure: Any) -> int:
+    """Growth of the database (by `measure`) for `copies` rounds of the samples in the thumbnails table."""
+    return _blob_table_bytes(engine, thumbnails, samples, copies * len(samples), measure)
 
 
 def measure_thumbnails(size: int, copies: int, admin_url: str | None) -> dict[str, Any]:
@@ -251,6 +268,145 @@ def measure_thumbnails(size: int, copies: int, admin_url: str | None) -> dict[st
             "rows": rows,
             "bytes_per_thumbnail": round(grown / rows),
             "table_bytes_per_thumbnail": round(table / rows),
+        }
+    return report
+
+
+def _stored_features(image: Image.Image) -> bytes:
+    """What add_image stores for a picture uploaded as a quality-92 JPEG (tests/photos.encode)."""
+    from photos import encode
+
+    return keypoint_codec.encode(stored_keypoints(decode_image(encode(image)).image))
+
+
+def keypoint_samples(corpus_pictures: int) -> dict[str, dict[str, bytes]]:
+    """The stored features of each sample set: the 22 shipped test photos, and up to `corpus_pictures` of
+    bench/picture_corpus.py's (a seeded sample of its first 200 sources and 1,000 distractors: wallpapers,
+    stamps, icons, clip-art; the test photos left out) where its Debian picture packages are installed."""
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tests"))
+    from photos import PHOTO_NAMES, load_photo
+
+    sets = {"test_photos": {name: _stored_features(load_photo(name)) for name in PHOTO_NAMES}}
+    if corpus_pictures > 0:
+        sys.path.insert(0, str(root / "bench"))
+        import picture_corpus
+
+        corpus = picture_corpus.load(sources=200, distractors=1000)
+        pictures = [(n, im) for n, im in corpus.sources + corpus.distractors if not n.startswith("skimage:")]
+        chosen = random.Random(0).sample(pictures, min(corpus_pictures, len(pictures)))
+        if chosen:
+            sets["picture_corpus"] = {name: _stored_features(image) for name, image in chosen}
+    return sets
+
+
+def _keypoint_sample_stats(made: dict[str, bytes]) -> dict[str, Any]:
+    sizes = sorted(len(b) for b in made.values())
+    counts = [len(keypoint_codec.decode(b)) for b in made.values()]
+    kinds: dict[str, list[int]] = {}
+    for name, data in made.items():
+        kinds.setdefault(name.split(":")[0] if ":" in name else "photo", []).append(len(data))
+    return {
+        "pictures": len(sizes),
+        "encoded_bytes_mean": round(statistics.mean(sizes)),
+        "encoded_bytes_median": round(statistics.median(sizes)),
+        "encoded_bytes_min": sizes[0],
+        "encoded_bytes_max": sizes[-1],
+        "features_mean": round(statistics.mean(counts), 1),
+        "features_min": min(counts),
+        "pictures_with_all_features": sum(1 for c in counts if c == STORED_FEATURES),
+        "by_kind": {
+            kind: {"pictures": len(v), "encoded_bytes_mean": round(statistics.mean(v))}
+            for kind, v in sorted(kinds.items())
+        },
+    }
+
+
+def _keypoint_sql(samples: list[bytes], rows: int, admin_url: str | None) -> dict[str, Any]:
+    """Growth per row of the keypoints table: SQLite file (after a WAL checkpoint), and PostgreSQL database
+    and table (heap, TOAST and indexes) with `admin_url`."""
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        db = data_dir / "lookalike.db"
+        engine = build_control_plane(Settings(data_dir=data_dir), SystemClock()).engine
+
+        def file_size() -> int:
+            with sqlite3.connect(db) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return db.stat().st_size
+
+        grown = _blob_table_bytes(engine, keypoints, samples, rows, file_size)
+        with sqlite3.connect(db) as conn:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        engine.dispose()
+    found["sqlite"] = {"rows": rows, "page_size": page_size, "bytes_per_picture": round(grown / rows)}
+    if admin_url:
+        admin = sa.create_engine(sa.make_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        name = f"lookalike_sizing_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                engine = build_control_plane(
+                    Settings(data_dir=Path(tmp), database_url=url), SystemClock()
+                ).engine
+
+                def database_size() -> int:
+                    with engine.connect() as conn:
+                        return int(
+                            conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
+                        )
+
+                grown = _blob_table_bytes(engine, keypoints, samples, rows, database_size)
+                with engine.connect() as conn:
+                    version = conn.execute(sa.text("SHOW server_version")).scalar()
+                    table = int(
+                        conn.execute(sa.text("SELECT pg_total_relation_size('keypoints')")).scalar_one()
+                    )
+                    toast = int(
+                        conn.execute(
+                            sa.text(
+                                "SELECT coalesce(pg_total_relation_size(reltoastrelid), 0) FROM pg_class "
+                                "WHERE relname = 'keypoints'"
+                            )
+                        ).scalar_one()
+                    )
+                    indexes = int(conn.execute(sa.text("SELECT pg_indexes_size('keypoints')")).scalar_one())
+                engine.dispose()
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        found["postgresql"] = {
+            "server_version": version,
+            "rows": rows,
+            "bytes_per_picture": round(grown / rows),
+            "table_bytes_per_picture": round(table / rows),
+            "toast_bytes_per_picture": round(toast / rows),
+            "index_bytes_per_picture": round(indexes / rows),
+        }
+    return found
+
+
+def measure_keypoints(rows: int, corpus_pictures: int, admin_url: str | None) -> dict[str, Any]:
+    """Each sample set's stored features, and the SQL bytes of whole rounds of it (at least `rows` rows)."""
+    report: dict[str, Any] = {
+        "stored_features": STORED_FEATURES,
+        "stored_side_px": STORED_SIDE,
+        "encoding": "keypoint_codec.encode: 4 bytes header + 36 bytes per feature (position 4 + ORB 32)",
+        "uploaded_as": "JPEG quality 92 (tests/photos.encode), decoded by decode_image as an add does",
+        "samples": "test_photos: the 22 of tests/photos.py; picture_corpus: random.Random(0).sample of "
+        "bench/picture_corpus.load(sources=200, distractors=1000) without its skimage photos (pictures "
+        "at most 800 px, near-duplicates and blank ones dropped)",
+        "sets": {},
+    }
+    for set_name, made in keypoint_samples(corpus_pictures).items():
+        samples = list(made.values())
+        report["sets"][set_name] = {
+            **_keypoint_sample_stats(made),
+            **_keypoint_sql(samples, -(-rows // len(samples)) * len(samples), admin_url),
         }
     return report
 
@@ -383,6 +539,17 @@ def main() -> None:
     )
     parser.add_argument("--thumbnail-size", type=int, default=Settings().thumbnail_size)
     parser.add_argument("--thumbnail-copies", type=int, default=100, help="rounds of the 22 photos in SQL")
+    parser.add_argument(
+        "--keypoints",
+        action="store_true",
+        help="measure stored local features only (keeps the other figures)",
+    )
+    parser.add_argument(
+        "--keypoint-rows", type=int, default=4400, help="SQL rows per sample set (whole rounds)"
+    )
+    parser.add_argument(
+        "--keypoint-corpus", type=int, default=400, help="pictures of bench/picture_corpus.py (0: none)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sizing.json"))
     args = parser.parse_args()
     head = subprocess.run(
@@ -393,6 +560,12 @@ def main() -> None:
         thumbs = measure_thumbnails(args.thumbnail_size, args.thumbnail_copies, args.postgres)
         report["thumbnails"] = {"git_head": head, **thumbs}
         print(json.dumps(report["thumbnails"], indent=1))
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        return
+    if args.keypoints:  # likewise its own section
+        features = measure_keypoints(args.keypoint_rows, args.keypoint_corpus, args.postgres)
+        report["keypoints"] = {"git_head": head, **features}
+        print(json.dumps(report["keypoints"], indent=1))
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         return
     report.update(
