@@ -13,7 +13,7 @@ views plus the inner-rectangle and strokes copy views of ``lookalike.vision.copy
 with either stored view. Each query's first ``TOP`` = 30 hits are then checked:
 
 * stored features: ``lookalike.vision.keypoints._orb`` of every indexed picture as uploaded (JPEG q90) at
-  ``features x side`` = 64 x 320, 128 x 320 (shipped: ``stored_keypoints``) and 256 x 480, through
+  ``features x side`` = 64 x 320 (shipped: ``stored_keypoints``), 128 x 320 and 256 x 480, through
   ``keypoint_codec.encode`` / ``decode`` as the service stores them (positions to 1/16 px);
 * query features: ``query_keypoints`` of the edited copy as uploaded (500 features at 640 px); the
   "mirrored" variant also checks the left-right mirrored query and keeps the larger count;
@@ -30,12 +30,12 @@ Rules, each over the first K in {10, 20, 30} hits (a hit beyond K keeps its glob
 The choice is made on the tune part only (``copy_retrieval_choice.split_of``): the highest tune recall@1,
 ties broken by the lower cost (CPU ms per query, then stored bytes per picture); the held-out part is
 reported, not used. The tables mark the row this rule picks ("chosen") and the shipped one
-(``**shipped**``: ``stored_keypoints``, the first ``lookalike.service.images.VERIFIED_HITS`` = 20 hits,
-``verified_score``). They differ in the run of ``bench/results/copy_verification_choice.json``: the rule
-picks 64 x 320, K 10, PULL 0.8, CAP 40 (tune 0.9943, held-out 0.9871) over the shipped row (tune 0.9932,
-held-out 0.9877), two tune queries of 1768 apart, well within the noise of either part. The prototypes
-behind the shipped constants scaled pictures with OpenCV's area filter instead of the service's PIL box
-filter and tried a smaller grid.
+(``**shipped**``: ``stored_keypoints``, the first ``lookalike.service.images.VERIFIED_HITS`` hits,
+``verified_score``). The first version (commit ce743c9) shipped 128 x 320, K 20, PULL 0.6, CAP 30 from
+prototypes that scaled pictures with OpenCV's area filter instead of the service's PIL box filter over a
+smaller grid; this script's first run (commit 7745d97) showed the rule picks 64 x 320, K 10, PULL 0.8,
+CAP 40 (tune 0.9943, held-out 0.9871) over it (tune 0.9932, held-out 0.9877; two tune queries of 1768,
+within the noise of either part) at half the stored bytes and two thirds of the CPU, so that ships now.
 
 Reported per row: recall@1 overall and of the 4 weakest edit families on each part; CPU ms per query
 (``time.process_time``, one thread) of the query features plus the check of the first K hits (decode of the

@@ -189,7 +189,7 @@ class Settings:
     # Instances whose package holds more pictures keep no thumbnails: at ~5 KB each they would be most of
     # the SQL store (deploy/README.md sizes both). Unset: every instance keeps them.
     thumbnails_max_capacity: int | None = 1_000_000
-    # Store ~4.6 KB of local features (ORB) per picture and check a search's first 20 hits against them: it
+    # Store ~2 KB of local features (ORB) per picture and check a search's first 10 hits against them: it
     # finds scribbled, pasted and cropped copies that the global vectors rank second (bench/README.md,
     # "geometric check"). Off: nothing is stored and searches rank by the vectors alone.
     copy_verification: bool = True

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-INLIER_CAP: Final = 30
-PULL: Final = 0.6
+INLIER_CAP: Final = 40
+PULL: Final = 0.8
 
 
 def verified_score(score: float, inliers: int) -> float:

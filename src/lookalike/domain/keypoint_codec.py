@@ -2,7 +2,7 @@
 
 A stored set is at most a few hundred ORB features of the picture scaled to a few hundred pixels: each a
 position and a 256-bit binary descriptor. The position is kept to 1/16 pixel in two little-endian uint16,
-so a feature costs 36 bytes (4 + 32) and 128 of them ~4.6 KB. Layout: the magic ``K1``, the count as
+so a feature costs 36 bytes (4 + 32) and 64 of them ~2.3 KB. Layout: the magic ``K1``, the count as
 uint16, the positions (n, 2), then the descriptors (n, 32).
 """
 

@@ -370,7 +370,7 @@ thumbnails = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
-# Each picture's local features (lookalike.domain.keypoint_codec, ~4.6 KB), for the geometric check of a
+# Each picture's local features (lookalike.domain.keypoint_codec, ~2 KB), for the geometric check of a
 # search's first hits (setting `copy_verification`). Keyed by the images row; written in the same transaction
 # as the picture and deleted with it. Pictures stored before the check existed have none.
 keypoints = Table(

@@ -2,7 +2,7 @@
 under one similarity transform (RANSAC): the geometric check of a search's first hits (issue 13).
 
 A picture stores few features of a small rendering (``STORED_FEATURES`` of the picture scaled to
-``STORED_SIDE``: ~4.6 KB on disk, none in the index's RAM); a query, computed once per search, more of a
+``STORED_SIDE``: ~2 KB on disk, none in the index's RAM); a query, computed once per search, more of a
 larger one, so the stored features find their match whatever the copy's scale. The sizes and the
 matching's ratio and tolerance were chosen in ``bench/copy_verification_choice.py``.
 """
@@ -17,7 +17,7 @@ from PIL import Image
 
 from lookalike.domain.keypoint_codec import Keypoints, empty
 
-STORED_FEATURES: Final = 128
+STORED_FEATURES: Final = 64
 STORED_SIDE: Final = 320
 QUERY_FEATURES: Final = 500
 QUERY_SIDE: Final = 640

@@ -1,6 +1,6 @@
 """Local features per picture, for the geometric check of a search's first hits (issue 13).
 
-A separate table, as thumbnails are: ~4.6 KB a picture would bloat every scan of `images`. Pictures stored
+A separate table, as thumbnails are: ~2 KB a picture would bloat every scan of `images`. Pictures stored
 before have no row and are searched as before.
 
 Revision ID: 0011_keypoints
