@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from conftest import Tenant, grant_instance, make_tenant
 from lookalike.clock import ManualClock
 from lookalike.domain import keypoint_codec as codec
-from lookalike.domain.copy_score import INLIER_CAP, verified_score
+from lookalike.domain.copy_score import INLIER_CAP, PEER_MIN, PEER_SHARE, peer_matches, verified_score
 from lookalike.service.container import Services
 from lookalike.service.images import SearchOptions
 from lookalike.storage.images_repo import ImageRepository
@@ -81,6 +81,27 @@ def test_a_check_only_raises_a_score_monotonically_and_never_past_one(score: flo
     assert verified_score(score, 0) == score
     assert verified_score(score, INLIER_CAP) == verified_score(score, INLIER_CAP + b)
     assert verified_score(1.0, a) == 1.0
+
+
+@given(st.lists(st.integers(0, 500), max_size=30))
+def test_hits_with_comparable_matches_count_alike_and_none_loses_any(counts: list[int]) -> None:
+    peers = peer_matches(counts)
+    assert len(peers) == len(counts)
+    best = max(counts, default=0)
+    for c, p in zip(counts, peers, strict=True):
+        assert c <= p <= best
+        assert (p == best) == (c == best or (c >= PEER_MIN and c >= PEER_SHARE * best))
+    # More matches never count for less.
+    for a_count, a_peer in zip(counts, peers, strict=True):
+        for b_count, b_peer in zip(counts, peers, strict=True):
+            if a_count > b_count:
+                assert a_peer >= b_peer
+
+
+def test_a_whole_photo_and_its_half_both_verified_are_peers() -> None:
+    assert peer_matches([42, 30, 3]) == [42, 42, 3]
+    assert peer_matches([20, 11, 9]) == [20, 20, 9]  # 9 is below PEER_MIN
+    assert peer_matches([60, 25]) == [60, 25]  # below half of the best: not a peer
 
 
 # --- the features on real photos ---

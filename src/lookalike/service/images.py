@@ -13,7 +13,7 @@ from PIL import Image
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain import keypoint_codec
-from lookalike.domain.copy_score import verified_score
+from lookalike.domain.copy_score import peer_matches, verified_score
 from lookalike.domain.duplicates import Pair, pair
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.filters import Node, evaluate, parse_filter
@@ -670,8 +670,8 @@ class ImageService:
         for image_id, blob in stored.items():
             checked[image_id] = inliers(query, keypoint_codec.decode(blob))
         scores = scores.copy()
-        for row, image_id in enumerate(first):
-            found = checked.setdefault(image_id, 0)
+        counts = peer_matches([checked.setdefault(image_id, 0) for image_id in first])
+        for row, found in enumerate(counts):
             if found:
                 scores[row] = verified_score(float(scores[row]), found)
         order = np.argsort(-scores, kind="stable")
