@@ -41,10 +41,15 @@ How:
 Data: Debian packages of ``bench/picture_corpus.py`` and scikit-image photos; embeddings cached under
 ``/tmp/lookalike-backbones``.
 
-Usage: OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python bench/backbone_choice.py [--distractors N]
-Writes ``bench/results/backbone_choice.json`` and prints a markdown table. Runtime: dominated by embedding
-(~24,000 views of the copy corpus + ~5,000 training and ~3,000 evaluation views per new backbone, at one
-thread); see the JSON's ``seconds``.
+Usage: OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python bench/backbone_choice.py [--distractors N] [--only S]
+(``--only copy --embed-only`` fills the copy cache alone; stages: sanity, cost, copy, text). Writes
+``bench/results/backbone_choice.json`` (commit, load, every number, per-query / per-prompt hits, and the
+queries or prompts gained / lost at top-1 against Lite0 refit) and prints a markdown table.
+
+Runtime (2 shared cores, nice 15, one thread, Lite1 + Lite2 embedded together): training 2571 pictures x 2
+views ~8.5 min, evaluation 1488 x 2 (three backbones) ~3.5 min, copy queries 3400 x 4 views ~20 min, copy
+database ~3.3 min per 1000 pictures x 2 views; text maps ~1-2 min each (8, cached); with every cache filled
+~5 min (loading the corpora).
 """
 
 from __future__ import annotations
@@ -297,10 +302,14 @@ def copy_data(
     wanted = {n for n, _ in kept_sources}
     q_rows = np.array([i for i, s in enumerate(full.q_source) if s in wanted])
     feats = {
+        "lite0 raw": (
+            {v: full.db[v][db_rows] for v in copy_features.DB_VIEWS},
+            {v: full.queries[v][q_rows] for v in copy_features.QUERY_VIEWS},
+        ),
         "lite0": (
             {v: l2_normalize(full.db[v][db_rows]) for v in copy_features.DB_VIEWS},
             {v: l2_normalize(full.queries[v][q_rows]) for v in copy_features.QUERY_VIEWS},
-        )
+        ),
     }
     source_images = dict(corpus.sources)
 
@@ -446,6 +455,14 @@ def main() -> None:
         for label, k, reduce in reductions:
             rows[label]["copy"] = copy_recall(reduce, *feats[k], truth, split)
             print(label, {p: rows[label]["copy"][p] for p in ("tune", "heldout")}, flush=True)
+        # copy_retrieval_choice.py reduces the raw GeM features; the service (and every row above) the
+        # L2-normalized ones: this row reproduces the former.
+        raw = "Lite0 224, shipped pca256w-v2, raw GeM features (copy_retrieval_choice.py's input)"
+        rows[raw] = {
+            "backbone": "lite0",
+            "copy": copy_recall(shipped.reduce, *feats["lite0 raw"], truth, split),
+        }
+        print(raw, {p: rows[raw]["copy"][p] for p in ("tune", "heldout")}, flush=True)
 
     # -- concepts
     if "text" in stages:
