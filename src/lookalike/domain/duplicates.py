@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-# Lower than a search's copy threshold (0.86): a report compares two stored pictures through their two stored
+# Lower than a search's copy threshold (0.87): a report compares two stored pictures through their two stored
 # views each, without the extra views and the local-feature check a search query gets, so a copy's pair
 # scores lower (on the copy benchmark's corpus, 74 % of edited copies pair with their source at 0.75, 61 % at
 # 0.82; mild edits such as JPEG, resizing, padding, mirror, banners and frames 0.9-0.98 at 0.75:

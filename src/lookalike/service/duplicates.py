@@ -13,7 +13,7 @@ report's threshold is kept. Decisions:
   to keep; pairs alone would chain a hundred different star drawings into one group
   (bench/duplicates_bench.py). Each set of linked pictures (up to 2,000) is scored in full from the stored
   vectors first, so a picture uploaded many times makes one group however few neighbours the scan kept.
-* The threshold defaults to 0.75 (lookalike.domain.duplicates says why it is below a search's 0.86);
+* The threshold defaults to 0.75 (lookalike.domain.duplicates says why it is below a search's 0.87);
   0.5-1.0 is accepted.
 * One report runs per instance at a time; a finished report replaces the instance's previous one.
 * Pictures deleted after the scan drop out of the groups when they are read (a group left with one

@@ -179,7 +179,7 @@ async def image_exists(request: Request, name: str, account: AccountDep) -> dict
 async def search_by_picture(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
     """Search by photo. A hit's `score` is the best cosine over (the query's views x the picture's stored
     views), raised for the first 10 hits by their matching local features, in [0, 1]: 1.0 for the
-    identical picture, >= 0.86 for a copy (the calibrated copy threshold: precision 0.99 on the copy
+    identical picture, >= 0.87 for a copy (the calibrated copy threshold: precision 0.99 on the copy
     benchmark), below 0.5 for a picture that is no copy. See the README's Scores."""
     payload = await read_payload(request)
     svc = services(request).images
