@@ -204,9 +204,66 @@ def _blob_table_bytes(
     return int(measure()) - int(before)
 
 
-def _thumbnail_table_bytes(engine: sa.Engine, samples: list[bytes], copies: int, measure: Any) -> int:
-    """Growth of the database (by `measure`) for `copies` rounds of the samples in the thumbnails table."""
-    return _blob_table_bytes(engine, thumbnails, samples, copies * len(samples), measure)
+def _sqlite_growth(table: sa.Table, samples: list[bytes], rows: int) -> tuple[int, int]:
+    """(bytes the SQLite file grows by for `rows` rows of `table`, after a WAL checkpoint; its page size),
+    in a fresh embedded database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        db = data_dir / "lookalike.db"
+        engine = build_control_plane(Settings(data_dir=data_dir), SystemClock()).engine
+
+        def file_size() -> int:
+            with sqlite3.connect(db) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return db.stat().st_size
+
+        grown = _blob_table_bytes(engine, table, samples, rows, file_size)
+        with sqlite3.connect(db) as conn:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        engine.dispose()
+    return grown, page_size
+
+
+def _postgres_growth(admin_url: str, table: sa.Table, samples: list[bytes], rows: int) -> dict[str, Any]:
+    """The same in a fresh PostgreSQL database (dropped afterwards): the database's growth, the table's total
+    size, its TOAST and index parts, and the server version."""
+    admin = sa.create_engine(sa.make_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    name = f"lookalike_sizing_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = build_control_plane(Settings(data_dir=Path(tmp), database_url=url), SystemClock()).engine
+
+            def scalar(sql: str) -> Any:
+                with engine.connect() as conn:
+                    return conn.execute(sa.text(sql), {"t": table.name}).scalar_one()
+
+            found = {
+                "grown": _blob_table_bytes(
+                    engine,
+                    table,
+                    samples,
+                    rows,
+                    lambda: int(scalar("SELECT pg_database_size(current_database())")),
+                ),
+                "version": str(scalar("SHOW server_version")),
+                "table": int(scalar("SELECT pg_total_relation_size(CAST(:t AS regclass))")),
+                "toast": int(
+                    scalar(
+                        "SELECT coalesce(pg_total_relation_size(reltoastrelid), 0) FROM pg_class "
+                        "WHERE relname = :t"
+                    )
+                ),
+                "indexes": int(scalar("SELECT pg_indexes_size(CAST(:t AS regclass))")),
+            }
+            engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return found
 
 
 def measure_thumbnails(size: int, copies: int, admin_url: str | None) -> dict[str, Any]:
@@ -223,51 +280,14 @@ def measure_thumbnails(size: int, copies: int, admin_url: str | None) -> dict[st
         "jpeg_bytes_min": sizes[0],
         "jpeg_bytes_max": sizes[-1],
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        db = data_dir / "lookalike.db"
-        engine = build_control_plane(Settings(data_dir=data_dir), SystemClock()).engine
-
-        def file_size() -> int:
-            with sqlite3.connect(db) as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return db.stat().st_size
-
-        grown = _thumbnail_table_bytes(engine, samples, copies, file_size)
-        engine.dispose()
+    grown, _ = _sqlite_growth(thumbnails, samples, rows)
     report["sqlite"] = {"rows": rows, "bytes_per_thumbnail": round(grown / rows)}
     if admin_url:
-        admin = sa.create_engine(sa.make_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-        name = f"lookalike_sizing_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                engine = build_control_plane(
-                    Settings(data_dir=Path(tmp), database_url=url), SystemClock()
-                ).engine
-
-                def database_size() -> int:
-                    with engine.connect() as conn:
-                        return int(
-                            conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
-                        )
-
-                grown = _thumbnail_table_bytes(engine, samples, copies, database_size)
-                with engine.connect() as conn:
-                    table = int(
-                        conn.execute(sa.text("SELECT pg_total_relation_size('thumbnails')")).scalar_one()
-                    )
-                engine.dispose()
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        pg = _postgres_growth(admin_url, thumbnails, samples, rows)
         report["postgresql"] = {
             "rows": rows,
-            "bytes_per_thumbnail": round(grown / rows),
-            "table_bytes_per_thumbnail": round(table / rows),
+            "bytes_per_thumbnail": round(pg["grown"] / rows),
+            "table_bytes_per_thumbnail": round(pg["table"] / rows),
         }
     return report
 
@@ -326,66 +346,17 @@ def _keypoint_sql(samples: list[bytes], rows: int, admin_url: str | None) -> dic
     """Growth per row of the keypoints table: SQLite file (after a WAL checkpoint), and PostgreSQL database
     and table (heap, TOAST and indexes) with `admin_url`."""
     found: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        db = data_dir / "lookalike.db"
-        engine = build_control_plane(Settings(data_dir=data_dir), SystemClock()).engine
-
-        def file_size() -> int:
-            with sqlite3.connect(db) as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return db.stat().st_size
-
-        grown = _blob_table_bytes(engine, keypoints, samples, rows, file_size)
-        with sqlite3.connect(db) as conn:
-            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        engine.dispose()
+    grown, page_size = _sqlite_growth(keypoints, samples, rows)
     found["sqlite"] = {"rows": rows, "page_size": page_size, "bytes_per_picture": round(grown / rows)}
     if admin_url:
-        admin = sa.create_engine(sa.make_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-        name = f"lookalike_sizing_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                engine = build_control_plane(
-                    Settings(data_dir=Path(tmp), database_url=url), SystemClock()
-                ).engine
-
-                def database_size() -> int:
-                    with engine.connect() as conn:
-                        return int(
-                            conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
-                        )
-
-                grown = _blob_table_bytes(engine, keypoints, samples, rows, database_size)
-                with engine.connect() as conn:
-                    version = conn.execute(sa.text("SHOW server_version")).scalar()
-                    table = int(
-                        conn.execute(sa.text("SELECT pg_total_relation_size('keypoints')")).scalar_one()
-                    )
-                    toast = int(
-                        conn.execute(
-                            sa.text(
-                                "SELECT coalesce(pg_total_relation_size(reltoastrelid), 0) FROM pg_class "
-                                "WHERE relname = 'keypoints'"
-                            )
-                        ).scalar_one()
-                    )
-                    indexes = int(conn.execute(sa.text("SELECT pg_indexes_size('keypoints')")).scalar_one())
-                engine.dispose()
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        pg = _postgres_growth(admin_url, keypoints, samples, rows)
         found["postgresql"] = {
-            "server_version": version,
+            "server_version": pg["version"],
             "rows": rows,
-            "bytes_per_picture": round(grown / rows),
-            "table_bytes_per_picture": round(table / rows),
-            "toast_bytes_per_picture": round(toast / rows),
-            "index_bytes_per_picture": round(indexes / rows),
+            "bytes_per_picture": round(pg["grown"] / rows),
+            "table_bytes_per_picture": round(pg["table"] / rows),
+            "toast_bytes_per_picture": round(pg["toast"] / rows),
+            "index_bytes_per_picture": round(pg["indexes"] / rows),
         }
     return found
 
