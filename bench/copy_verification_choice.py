@@ -88,7 +88,6 @@ from lookalike.service.images import VERIFIED_HITS  # noqa: E402
 from lookalike.vectors.reduction import DATA_DIR, Reduction  # noqa: E402
 from lookalike.vision import copy_views, keypoints  # noqa: E402
 from lookalike.vision.embedder import EfficientNetEmbedder  # noqa: E402
-from lookalike.vision.views import CENTRE_WEIGHTS  # noqa: E402
 
 T = TypeVar("T")
 CACHE = Path("/tmp/lf/verification")
@@ -121,31 +120,17 @@ def base_scores(
 ) -> np.ndarray:
     """(n_q, n_db): the shipped search's global score of every query against every indexed picture."""
     reduction = Reduction.load(DATA_DIR / "reduction-pca256w-v2.npz")
-    dbs = [reduction.reduce(features.db[v]).astype(np.float16).astype(np.float32) for v in ("crop", "whole")]
-
-    def scores(f: np.ndarray, weight: float) -> np.ndarray:
-        q = reduction.reduce(f)
-        return weight * np.maximum(q @ dbs[0].T, q @ dbs[1].T)
-
-    shipped = [("crop", 1.0), ("whole", 1.0), ("c70", CENTRE_WEIGHTS[0]), ("c50", CENTRE_WEIGHTS[1])]
-    s = np.maximum.reduce([scores(features.queries[v], w) for v, w in shipped])
+    s, scores = copy_rerank_choice.shipped_scores(features, reduction)
     embedder = EfficientNetEmbedder(Path("/tmp/lookalike-bench-cache"), intra_op_threads=1)
     images: list[Image.Image] = []
-    for name, weight in (("inner", copy_views.INNER_WEIGHT), ("strokes", copy_views.STROKE_WEIGHT)):
-        code = "".join(
-            inspect.getsource(f)
-            for f in (
-                copy_views,
-                copy_rerank_choice.inner,
-                copy_rerank_choice.cv2_inpaint,
-                copy_rerank_choice.components,
-                copy_rerank_choice.VIEWS[name],
-            )
-        )
-        digest = hashlib.sha256(f"{name}:{key}:{code}".encode()).hexdigest()[:12]
-        if not images and not (copy_features.CACHE / f"rerank-{name}-{key}-{digest}.npz").exists():
+
+    def images_of() -> list[Image.Image]:
+        if not images:
             images.extend(copy_rerank_choice.query_images(corpus, 0))
-        f, fired, *_ = copy_rerank_choice.extra_features(name, images, embedder, key)
+        return images
+
+    for name, weight in (("inner", copy_views.INNER_WEIGHT), ("strokes", copy_views.STROKE_WEIGHT)):
+        f, fired, *_ = copy_rerank_choice.extra_features(name, images_of, embedder, key)
         v = scores(f, weight)
         v[~fired] = -np.inf
         s = np.maximum(s, v)
