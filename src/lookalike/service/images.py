@@ -208,9 +208,11 @@ class ImageService:
         instance: Instance,
         category_id: int | None,
         for_search: bool = False,
+        with_keypoints: bool = False,
     ) -> _Analysis:
         """Decode, choose the views (lookalike.vision.views: the stored ones, or the searched ones), embed
-        them in one go, reduce them, and predict the category from the primary view."""
+        them in one go, reduce them, and predict the category from the primary view; ``with_keypoints``: also
+        the local features of the check (a compare needs none)."""
         decoded = decode_image(data, self._limits)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
         keypoints = None
@@ -219,12 +221,12 @@ class ImageService:
             weighted = search_views(decoded.image, picture, box, region_given=region_given)
             pictures = [view for view, _ in weighted]
             weights = np.array([weight for _, weight in weighted], np.float32)
-            if self._copy_verification:  # a given Region is what to look for, as for the views
+            if with_keypoints:  # a given Region is what to look for, as for the views
                 keypoints = query_keypoints(picture if region_given else decoded.image)
         else:
             pictures = stored_views(decoded.image, picture, box)
             weights = np.ones(len(pictures), np.float32)
-            if self._copy_verification:
+            if with_keypoints:
                 keypoints = stored_keypoints(decoded.image)
         embedded = self._embedder.embed_several(pictures)
         views = self._indexes.reduce(embedded.vectors)
@@ -262,7 +264,12 @@ class ImageService:
             validate_category(category_id)
         instance = self._instance(account, instance_name, Operation.ADD)
         analysis = self._analyze(
-            picture, region=region, crop=crop, instance=instance, category_id=category_id
+            picture,
+            region=region,
+            crop=crop,
+            instance=instance,
+            category_id=category_id,
+            with_keypoints=self._copy_verification,
         )
         record = NewImage(
             product_id=product_id,
@@ -387,6 +394,7 @@ class ImageService:
             instance=instance,
             category_id=options.category_id,
             for_search=True,
+            with_keypoints=self._copy_verification,
         )
         hits, matched = self._vector_search(
             instance, analysis.views, options, node, threshold, analysis.weights, keypoints=analysis.keypoints
