@@ -134,6 +134,28 @@ class ChangeBatch:
     upsert_scalars: list[dict[str, int | str]] | None = None
 
 
+def _owned_by_id(
+    conn: Connection,
+    key: ColumnElement[Any],
+    owner: ColumnElement[Any],
+    instance_id: str,
+    ids: list[int],
+    columns: Sequence[Any],
+) -> dict[int, Any]:
+    """id -> row (``columns``) of the rows with these ids that belong to the instance, looked up by primary
+    key only and the owner checked on the row (with instance_id in the WHERE clause SQLite walks the
+    instance's index instead), 900 ids a statement (SQLite's bound-parameter limit)."""
+    found: dict[int, Any] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for row in conn.execute(
+            select(key.label("key_"), owner.label("owner_"), *columns).where(key.in_(chunk))
+        ):
+            if row.owner_ == instance_id:
+                found[int(row.key_)] = row
+    return found
+
+
 def purge_instance_rows(conn: Connection, instance_id: str) -> None:
     """Delete an instance's pictures, thumbnails, local features and change log inside the caller's write
     transaction."""
@@ -363,18 +385,12 @@ class ImageRepository:
 
     def local_features(self, instance_id: str, image_ids: Sequence[int]) -> dict[int, bytes]:
         """The stored local features of these pictures (those of the instance that have them)."""
-        found: dict[int, bytes] = {}
         ids = [int(i) for i in image_ids]
         with self._engine.connect() as conn:
-            for start in range(0, len(ids), 900):
-                # By primary key only, the instance checked on the row (as _rows_by_id, for the same reason).
-                rows = conn.execute(
-                    select(keypoints.c.image_id, keypoints.c.instance_id, keypoints.c.data).where(
-                        keypoints.c.image_id.in_(ids[start : start + 900])
-                    )
-                )
-                found.update((int(r.image_id), bytes(r.data)) for r in rows if r.instance_id == instance_id)
-        return found
+            rows = _owned_by_id(
+                conn, keypoints.c.image_id, keypoints.c.instance_id, instance_id, ids, [keypoints.c.data]
+            )
+        return {i: bytes(r.data) for i, r in rows.items()}
 
     def with_thumbnails(self, instance_id: str, image_ids: Sequence[int]) -> set[int]:
         """Which of these pictures have a thumbnail (a grid shows a placeholder for the others)."""
@@ -487,15 +503,10 @@ class ImageRepository:
     ) -> dict[int, Any]:
         """The current rows of these ids that belong to the instance, looked up by primary key only (with
         instance_id in the WHERE clause SQLite walks the instance's category index instead)."""
-        columns = [images.c.id, images.c.instance_id, images.c.embedding, *extra]
+        columns = [images.c.embedding, *extra]
         if with_attributes:
             columns += [images.c[name] for name in SCALAR_FIELDS]
-        found: dict[int, Any] = {}
-        for start in range(0, len(ids), 900):
-            for row in conn.execute(select(*columns).where(images.c.id.in_(ids[start : start + 900]))):
-                if row.instance_id == instance_id:
-                    found[int(row.id)] = row
-        return found
+        return _owned_by_id(conn, images.c.id, images.c.instance_id, instance_id, ids, columns)
 
     def match_words(self, instance_id: str, query: list[str], limit: int) -> dict[int, float]:
         """Pictures of the instance whose words hold any of the query's words, through the full-text index:
