@@ -74,3 +74,26 @@ def test_thin_strokes_are_painted_over_and_broad_shapes_kept() -> None:
     out = np.asarray(without_strokes(image)).astype(int)
     assert np.abs(out[70, 70] - (240, 200, 40)).max() <= 2
     assert np.abs(out[175, 112] - (90, 120, 150)).max() <= 30
+
+
+@given(
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.sampled_from([0, 1]),
+    st.sampled_from([3, 9, 5]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([2, 256]),
+)
+def test_the_window_median_is_numpys_median(
+    height: int, width: int, axis: int, size: int, seed: int, levels: int
+) -> None:
+    """The 9-wide median runs through a selection network (fast); it must equal the plain median."""
+    from lookalike.vision.copy_views import _median
+
+    a = np.random.default_rng(seed).integers(0, levels, (height, width, 3), dtype=np.uint8)
+    half = size // 2
+    pad = [(0, 0)] * 3
+    pad[axis] = (half, half)
+    padded = np.pad(a, pad, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=axis)
+    assert np.array_equal(_median(a, size, axis), np.median(windows, -1).astype(np.uint8))
