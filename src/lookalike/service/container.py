@@ -195,7 +195,7 @@ def build_services(
         settings.index_dir,
         image_repo,
         reduction,
-        backend=_vector_backend(settings, engine),
+        backend=vector_backend(settings, engine),
         policy=IndexPolicy(exact_below=settings.index_exact_below),
     )
     instance_ids = InstanceRepository(engine).list_all_ids()
@@ -296,7 +296,7 @@ def _shared_stores(settings: Settings, engine: Engine, clock: Clock) -> SharedSt
     )
 
 
-def _vector_backend(settings: Settings, engine: Engine) -> VectorBackend | None:
+def vector_backend(settings: Settings, engine: Engine) -> VectorBackend | None:
     """None: IndexManager's default (faiss under data_dir/index)."""
     if settings.vector_backend == "faiss":
         return None

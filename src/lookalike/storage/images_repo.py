@@ -19,6 +19,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
 
@@ -107,6 +108,16 @@ class NewImage:
     model_id: str
     # The whole picture's vector when `embedding` is of a part of it (tables.images.aux_embedding).
     aux_embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class NewPicture:
+    """A picture with what is written next to it: its thumbnail (JPEG) and local features
+    (lookalike.domain.keypoint_codec); None writes none (and drops an overwritten picture's old one)."""
+
+    image: NewImage
+    thumbnail: bytes | None = None
+    local_features: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,66 @@ class ImageRepository:
         assert seq is not None
         return int(seq[0])
 
+    @staticmethod
+    def _values(image: NewImage, now: datetime) -> dict[str, Any]:
+        """The columns an add writes on insert and on overwrite alike."""
+        return dict(
+            category_id=image.category_id,
+            custom_content=image.custom_content,
+            search_text=search_text([image.product_id, image.pic_name, image.custom_content]),
+            region=image.region,
+            embedding=vector_to_blob(image.embedding),
+            aux_embedding=None if image.aux_embedding is None else vector_to_blob(image.aux_embedding),
+            model_id=image.model_id,
+            updated_at=now,
+            **image.attributes.as_filter_fields(),
+        )
+
+    @staticmethod
+    def _new_row(instance_id: str, image: NewImage, now: datetime) -> dict[str, Any]:
+        """An inserted row: the key, creation time and a placeholder seq (set once the change is logged)."""
+        return dict(
+            instance_id=instance_id,
+            product_id=image.product_id,
+            pic_name=image.pic_name,
+            created_at=now,
+            seq=0,
+            **ImageRepository._values(image, now),
+        )
+
+    @staticmethod
+    def _over_quota(capacity: int) -> LookalikeError:
+        return LookalikeError(
+            INSTANCE_OVER_QUOTA,
+            f"The number of items exceeds the limit: the instance holds {capacity} pictures.",
+        )
+
+    @staticmethod
+    def _write_extras(
+        conn: Connection, instance_id: str, written: Sequence[tuple[int, bool, NewPicture]]
+    ) -> None:
+        """Replace the thumbnails and local features of written pictures (image id, created, picture): an
+        overwritten picture never keeps its predecessor's."""
+        replaced = [image_id for image_id, created, _ in written if not created]
+        for start in range(0, len(replaced), 900):
+            chunk = replaced[start : start + 900]
+            conn.execute(delete(thumbnails).where(thumbnails.c.image_id.in_(chunk)))
+            conn.execute(delete(keypoints).where(keypoints.c.image_id.in_(chunk)))
+        thumbs = [
+            dict(image_id=i, instance_id=instance_id, data=p.thumbnail)
+            for i, _, p in written
+            if p.thumbnail is not None
+        ]
+        if thumbs:
+            conn.execute(insert(thumbnails), thumbs)
+        features = [
+            dict(image_id=i, instance_id=instance_id, data=p.local_features)
+            for i, _, p in written
+            if p.local_features is not None
+        ]
+        if features:
+            conn.execute(insert(keypoints), features)
+
     def upsert(
         self,
         instance_id: str,
@@ -219,17 +290,6 @@ class ImageRepository:
             images.c.product_id == image.product_id,
             images.c.pic_name == image.pic_name,
         )
-        values: dict[str, Any] = dict(
-            category_id=image.category_id,
-            custom_content=image.custom_content,
-            search_text=search_text([image.product_id, image.pic_name, image.custom_content]),
-            region=image.region,
-            embedding=vector_to_blob(image.embedding),
-            aux_embedding=None if image.aux_embedding is None else vector_to_blob(image.aux_embedding),
-            model_id=image.model_id,
-            updated_at=now,
-            **image.attributes.as_filter_fields(),
-        )
         # Reads then writes: the write lock is taken up front (SQLite would otherwise fail the upgrade from
         # reader to writer with "database is locked" when another add committed in between).
         with write_transaction(self._engine) as conn:
@@ -238,20 +298,8 @@ class ImageRepository:
             existing = conn.execute(select(images.c.id).where(key)).scalar_one_or_none()
             if existing is None:
                 if count >= capacity:
-                    raise LookalikeError(
-                        INSTANCE_OVER_QUOTA,
-                        f"The number of items exceeds the limit: the instance holds {capacity} pictures.",
-                    )
-                result = conn.execute(
-                    insert(images).values(
-                        instance_id=instance_id,
-                        product_id=image.product_id,
-                        pic_name=image.pic_name,
-                        created_at=now,
-                        seq=0,
-                        **values,
-                    )
-                )
+                    raise self._over_quota(capacity)
+                result = conn.execute(insert(images).values(**self._new_row(instance_id, image, now)))
                 pk = result.inserted_primary_key
                 assert pk is not None
                 image_id = int(pk[0])
@@ -259,22 +307,100 @@ class ImageRepository:
                 self._add_to_count(conn, instance_id, 1)
             else:
                 image_id = int(existing)
-                conn.execute(update(images).where(images.c.id == image_id).values(**values))
+                conn.execute(update(images).where(images.c.id == image_id).values(**self._values(image, now)))
                 created = False
             seq = self._log_change(conn, instance_id, image_id, "upsert")
             conn.execute(update(images).where(images.c.id == image_id).values(seq=seq))
-            if not created:
-                conn.execute(delete(thumbnails).where(thumbnails.c.image_id == image_id))
-                conn.execute(delete(keypoints).where(keypoints.c.image_id == image_id))
-            if thumbnail is not None:
-                conn.execute(
-                    insert(thumbnails).values(image_id=image_id, instance_id=instance_id, data=thumbnail)
-                )
-            if local_features is not None:
-                conn.execute(
-                    insert(keypoints).values(image_id=image_id, instance_id=instance_id, data=local_features)
-                )
+            self._write_extras(
+                conn, instance_id, [(image_id, created, NewPicture(image, thumbnail, local_features))]
+            )
         return WriteResult(image_id, seq, created)
+
+    def upsert_many(
+        self, instance_id: str, pictures: Sequence[NewPicture], *, capacity: int, now: datetime
+    ) -> list[WriteResult]:
+        """``upsert`` of many pictures in one transaction (the bulk import's write), with the same
+        guarantees: the instance row locked, the capacity checked for the batch's new keys before anything
+        is written (raises INSTANCE_OVER_QUOTA, writing none of the batch), the picture count kept, one
+        change-log seq per picture in the batch's order, thumbnails and local features replaced. The keys
+        must be distinct within the batch. Multi-row statements (SQLAlchemy's insertmanyvalues: multi-row
+        INSERT ... RETURNING on PostgreSQL and SQLite). Results are in the order of ``pictures``."""
+        if not pictures:
+            return []
+        keys = [(p.image.product_id, p.image.pic_name) for p in pictures]
+        if len(set(keys)) != len(keys):
+            raise ValueError("upsert_many: the keys of a batch must be distinct")
+        with write_transaction(self._engine) as conn:
+            count = self._lock_instance(conn, instance_id)
+            existing = self._ids_of_keys(conn, instance_id, keys)
+            fresh = [p for p, k in zip(pictures, keys, strict=True) if k not in existing]
+            if fresh and count + len(fresh) > capacity:
+                raise self._over_quota(capacity)
+            ids = dict(existing)
+            if fresh:
+                inserted = conn.execute(
+                    insert(images).returning(
+                        images.c.id, images.c.product_id, images.c.pic_name, sort_by_parameter_order=True
+                    ),
+                    [self._new_row(instance_id, p.image, now) for p in fresh],
+                )
+                for row in inserted:
+                    ids[(row.product_id, row.pic_name)] = int(row.id)
+                self._add_to_count(conn, instance_id, len(fresh))
+            overwritten = [p for p, k in zip(pictures, keys, strict=True) if k in existing]
+            if overwritten:
+                conn.execute(
+                    update(images).where(images.c.id == bindparam("b_id")),
+                    [
+                        {
+                            "b_id": existing[(p.image.product_id, p.image.pic_name)],
+                            **self._values(p.image, now),
+                        }
+                        for p in overwritten
+                    ],
+                )
+            image_ids = [ids[k] for k in keys]
+            logged = conn.execute(
+                insert(changes).returning(changes.c.seq, changes.c.image_id, sort_by_parameter_order=True),
+                [dict(instance_id=instance_id, image_id=i, op="upsert") for i in image_ids],
+            )
+            seqs = [int(row.seq) for row in logged]
+            conn.execute(
+                update(images).where(images.c.id == bindparam("b_id")).values(seq=bindparam("b_seq")),
+                [{"b_id": i, "b_seq": s} for i, s in zip(image_ids, seqs, strict=True)],
+            )
+            self._write_extras(
+                conn,
+                instance_id,
+                [(i, k not in existing, p) for i, k, p in zip(image_ids, keys, pictures, strict=True)],
+            )
+        return [
+            WriteResult(i, s, k not in existing) for i, s, k in zip(image_ids, seqs, keys, strict=True)
+        ]
+
+    @staticmethod
+    def _ids_of_keys(
+        conn: Connection, instance_id: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """(ProductId, PicName) -> id of the instance's pictures among these keys."""
+        found: dict[tuple[str, str], int] = {}
+        for start in range(0, len(keys), 400):  # 2 bound values a key, under SQLite's limit of 999
+            chunk = list(keys[start : start + 400])
+            rows = conn.execute(
+                select(images.c.id, images.c.product_id, images.c.pic_name).where(
+                    images.c.instance_id == instance_id,
+                    tuple_(images.c.product_id, images.c.pic_name).in_(chunk),
+                )
+            )
+            for row in rows:
+                found[(row.product_id, row.pic_name)] = int(row.id)
+        return found
+
+    def existing_keys(self, instance_id: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (ProductId, PicName) keys the instance already holds (a bulk import's capacity
+        check counts only the others)."""
+        with self._engine.connect() as conn:
+            return set(self._ids_of_keys(conn, instance_id, keys))
 
     def get(self, instance_id: str, product_id: str, pic_name: str) -> ImageRecord | None:
         with self._engine.connect() as conn:
