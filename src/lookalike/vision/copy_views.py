@@ -177,10 +177,8 @@ def _box_sum(a: FloatArray, radius: int) -> FloatArray:
     """The sum over a (2 radius + 1) square window around each pixel (cut at the edges). Exact here: the
     inputs are whole numbers whose sums stay below float32's 2**24."""
     side = 2 * radius + 1
-    out: FloatArray = cv2.boxFilter(
-        a, cv2.CV_32F, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT
-    )
-    return out
+    out = cv2.boxFilter(a, cv2.CV_32F, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return np.asarray(out, np.float32)
 
 
 def without_strokes(image: Image.Image) -> Image.Image:
