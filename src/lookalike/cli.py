@@ -519,6 +519,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 # --- import ---
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _import_with_ray(args)
     from lookalike.importer import run_import
 
     credentials = _access_key(args, "import")
@@ -532,13 +534,43 @@ def cmd_import(args: argparse.Namespace) -> int:
         key_id=key_id,
         secret=secret,
         state_dir=_settings(args).data_dir / "import-state",
-        workers=args.workers,
+        workers=args.workers or 4,
         progress=not args.no_progress,
     )
     print(
         json.dumps(summary)
         if args.json
         else f"imported {summary['added']}, skipped {summary['skipped']}, failed {summary['failed']}"
+    )
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _import_with_ray(args: argparse.Namespace) -> int:
+    """--engine ray: analyse on a Ray cluster, write straight into the configured database and index (an
+    operator's command, as `admin` is: no AccessKey; the settings are the server's, --config/LOOKALIKE_*)."""
+    try:
+        from lookalike.bulk.ray_engine import run_ray_import
+    except ImportError as exc:
+        print(f"--engine ray needs Ray: pip install 'lookalike[ray]' ({exc})", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    summary = run_ray_import(
+        settings=settings,
+        source=Path(args.source),
+        instance=args.instance,
+        state_dir=settings.data_dir / "import-state",
+        address=args.ray_address,
+        workers=args.workers or 2,
+        batch_size=args.batch_size,
+        write_batch=args.write_batch,
+        cpus_per_worker=args.cpus_per_worker,
+        progress=not args.no_progress,
+    )
+    print(
+        json.dumps(summary)
+        if args.json
+        else f"imported {summary['added']}, skipped {summary['skipped']}, failed {summary['failed']}"
+        + (f" (errors: {summary['result_file']})" if summary["failed"] else "")
     )
     return 0 if summary["failed"] == 0 else 1
 
@@ -714,7 +746,11 @@ def build_parser() -> argparse.ArgumentParser:
     dup.add_argument("--json", action="store_true")
     dup.set_defaults(func=cmd_duplicates)
 
-    imp = sub.add_parser("import", help="bulk-add a directory or a JSON-lines manifest through the API")
+    imp = sub.add_parser(
+        "import",
+        help="bulk-add a directory or a JSON-lines manifest through the API (or, --engine ray, on a Ray "
+        "cluster)",
+    )
     data_dir_option(imp)
     imp.add_argument(
         "source",
@@ -725,7 +761,28 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--url", default=os.environ.get("LOOKALIKE_URL", "http://127.0.0.1:8000"))
     imp.add_argument("--key-id", default=None)
     imp.add_argument("--secret", default=None)
-    imp.add_argument("--workers", type=int, default=4)
+    imp.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): post each picture to the API at --url; ray: analyse on a Ray cluster and "
+        "write in bulk straight into the configured database and index (needs lookalike[ray])",
+    )
+    imp.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local: concurrent requests (default 4); ray: analysis actors (default 2)",
+    )
+    imp.add_argument(
+        "--ray-address",
+        default=None,
+        help="the Ray cluster to run on (e.g. 10.0.0.5:6379, or auto); default $RAY_ADDRESS, else a "
+        "local Ray started for the import",
+    )
+    imp.add_argument("--batch-size", type=int, default=16, help="ray: pictures a worker embeds at once")
+    imp.add_argument("--write-batch", type=int, default=256, help="ray: pictures a write transaction holds")
+    imp.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves")
     imp.add_argument("--no-progress", action="store_true")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
