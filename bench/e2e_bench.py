@@ -5,32 +5,52 @@ What is measured (everything goes to 127.0.0.1 only):
 * **Ingest**: N distinct real pictures (random crops / scales / flips / colour jitter of the offline
   scikit-image photos, 400-640 px, JPEG q90, made in memory) POSTed as multipart to
   ``/v1/instances/NAME/images`` by 1 and then 4 concurrent clients: images/s and per-request
-  p50/p95/p99. Baseline in the same run: the model alone (``EfficientNetEmbedder.embed`` on the
-  same decoded pictures, batch 1 and 16) in this process while the server is idle, so the ratio
-  shows what HTTP + decode + subject crop + SQL + index add on top of the network.
+  p50/p95/p99. Two baselines in the same run, in this process while the server is idle:
+  - **the in-process pipeline**: the per-picture work of an add (``ImageService.add_image`` /
+    ``_analyze``) without HTTP and SQL: decode, prepare (subject crop), stored views, network (through a
+    ``MicroBatcher`` with the server's batch settings), reduction + category, ORB features (+ their
+    encoding) and thumbnail, on the same pictures with the server's thread settings, by 1 and 4 threads
+    (the HTTP runs' client counts): pictures/s. HTTP ingest / pipeline is what HTTP + SQL + the index cost;
+  - the model alone (``EfficientNetEmbedder.embed`` of the subject crop, batch 1 and 16).
+  The server runs with thumbnails on for the bench instance (``LOOKALIKE_THUMBNAILS_MAX_CAPACITY`` unset:
+  its capacity is set far above 1M so quota never interferes, which would otherwise turn them off).
 * **Scale**: the instance is filled to each ``--sizes`` with SYNTHETIC vectors drawn around the
   stored (reduced, 256-d) vectors of the ingested pictures (a mixture: real vector + isotropic
   Gaussian noise in the stored space, L2-normalized, noise sized so a synthetic point's cosine to its
   parent equals the median nearest-neighbour cosine between real pictures of different photos). They
   are written straight into SQL with the columns, blob format (``vector_to_blob``) and model id the
-  service writes, plus their change-log rows, while the server is stopped. The index directory is
-  then deleted, so the next start rebuilds the index from SQL (IVF at >= 10k): that cold start is
-  timed, and a warm restart (saved index) too.
-* **Search**: edited copies (tests/photos.py EDITS) of ingested real pictures POSTed to
+  service writes, plus their change-log rows, while the server is stopped. They have no whole-picture
+  view, thumbnail or local features: a search's verification only checks the real pictures among its
+  first hits (the stage profile counts how many it checked). The index directory is then deleted, so
+  the next start rebuilds the index from SQL (IVF at >= 10k): that cold start is timed, and a warm
+  restart (saved index) too.
+* **Search** (closed loop): edited copies (tests/photos.py EDITS) of ingested real pictures POSTed to
   ``/search/picture`` (num=10) by 1, 4 and 16 concurrent clients for ``--duration`` s each:
   QPS, p50/p95/p99, errors, recall@1 (the edited picture's original is the top hit), recall@10,
   and same-photo@1 (the top hit is a picture, or a synthetic point drawn around a picture, cut
   from the same source photo). A small ingest at that size shows how adds scale.
+* **Search, open loop** at the largest size: requests sent on a fixed schedule (``--open-loop-qps``,
+  one or more rates in requests/s or as a multiple of the best closed-loop QPS there, ``--open-loop-seconds``
+  each) by one client thread per scheduled request, so the client never holds the schedule back; latency
+  counts from the *scheduled* send time (queueing included: no coordinated
+  omission): p50/p95/p99/max, and how many requests started more than ``LATE_MS`` after their time.
 * **RSS** (VmRSS, VmHWM from /proc) of the server after start and after the searches.
-* **Where the time goes**: the stages of one search, timed in this process on the same queries
-  against the same data (decode, subject crop, preprocess, network, index search, hydrate), and a
-  py-spy sample of the server under 4 clients (an extra, unmeasured run), if py-spy is installed.
+* **Where the time goes**: the stages of one search by picture and of one add, timed in this process on
+  the server's data (server stopped) by calling the functions the service calls in the order
+  ``ImageService._analyze`` / ``_vector_search`` / ``add_image`` call them (the service has no timing
+  hooks), median per stage: search = decode, prepare (subject crop), search views, copy views (inner
+  rectangle, strokes), query keypoints, preprocess + network (all views), reduction, index search,
+  rescore, verification (features read; keypoint decode + inliers), hydrate; add = decode, prepare,
+  stored views, keypoints, preprocess + network, reduction, thumbnail, SQL write, index insert. The
+  views are checked against ``search_views`` so a change there shows. And a py-spy sample of the
+  server under 4 clients (an extra, unmeasured run), if py-spy is installed.
 
 The load generator runs on the same (2-core) machine as the server and takes CPU from it; the
 index alone is benchmarked by bench/capacity_bench.py.
 
 Usage: .venv/bin/python bench/e2e_bench.py [--sizes 10000,100000] [--ingest 2000] [--duration 20]
-       [--clients 1,4,16] [--out bench/results/e2e_bench.json] [--quick]
+       [--clients 1,4,16] [--open-loop-qps 5,10,20] [--open-loop-seconds 30]
+       [--out bench/results/e2e_bench.json] [--quick]
 """
 
 from __future__ import annotations
@@ -48,7 +68,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,21 +82,48 @@ import onnxruntime as ort
 from PIL import Image, ImageEnhance, ImageOps
 from sqlalchemy import func, insert, select
 
+from lookalike.config import Settings
+from lookalike.domain import keypoint_codec
+from lookalike.domain.copy_score import peer_matches, verified_score
+from lookalike.domain.models import Attributes
+from lookalike.service.images import SHORTLIST_MARGIN, VERIFIED_HITS
 from lookalike.storage.db import make_engine, sqlite_url
-from lookalike.storage.images_repo import ImageRepository, blob_to_vector, vector_to_blob
+from lookalike.storage.images_repo import ImageRepository, NewImage, blob_to_vector, vector_to_blob
 from lookalike.storage.tables import changes, images
 from lookalike.vectors.manager import IndexManager
+from lookalike.vectors.reduction import Reduction
 from lookalike.vectors.reduction import packaged as packaged_reduction
 from lookalike.vision.categories import predict_category
+from lookalike.vision.copy_views import (
+    INNER_MIN_EDGE_SHARE,
+    INNER_WEIGHT,
+    STROKE_WEIGHT,
+    inner_rectangle,
+    without_strokes,
+)
 from lookalike.vision.decode import decode_image
-from lookalike.vision.embedder import EfficientNetEmbedder, preprocess, softmax
+from lookalike.vision.embedder import EfficientNetEmbedder, MicroBatcher, preprocess, softmax
+from lookalike.vision.keypoints import inliers, query_keypoints, stored_keypoints
 from lookalike.vision.prepare import prepare_for_embedding
+from lookalike.vision.thumbnail import make_thumbnail
+from lookalike.vision.views import CENTRE_SHARES, CENTRE_WEIGHTS, centre, search_views, stored_views
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 MODEL_CACHE = Path(os.environ.get("LOOKALIKE_MODEL_CACHE_DIR", "/tmp/lookalike-bench-cache"))
 INSTANCE = "bench"
 SEARCH_NUM = 10
+# The server's settings as `lookalike serve` reads them from this environment (the bench passes it on), so
+# the in-process baselines use its thread, batching, decoding and thumbnail settings.
+SERVER_SETTINGS = Settings.from_env()
+# Thumbnails on for the bench instance: its capacity is far above the default thumbnails_max_capacity
+# (1M) so that quota never interferes, and an instance of at most 1M pictures makes one per add.
+SERVER_ENV = {"LOOKALIKE_THUMBNAILS_MAX_CAPACITY": ""}
+INSTANCE_CAPACITY = 10_000_000
+# An open-loop request that starts this much after its scheduled time counts as late.
+LATE_MS = 10.0
+# Open-loop client threads by default: one per scheduled request, up to this many.
+MAX_OPEN_WORKERS = 1000
 
 
 def _load_test_module(name: str) -> ModuleType:
@@ -239,6 +286,96 @@ def run_load(
     return result
 
 
+def _pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+def run_open_loop(
+    url: str, auth: tuple[str, str], job: Job, qps: float, seconds: float, workers: int
+) -> dict[str, Any]:
+    """Request ``i`` is due at ``t0 + i / qps``, whatever the answers before it did (open loop).
+
+    ``workers`` threads (sharing one client, a connection each) take the requests in order; a free one sleeps
+    until its request is due, so a request starts late only when every worker is busy (the client held the
+    schedule back) or the machine woke the thread late: both count, since latency is measured from the
+    scheduled time, not from the send (no coordinated omission).
+    """
+    total = max(1, round(qps * seconds))
+    counter = itertools.count()
+    lock = threading.Lock()
+    late_start_ms: list[float] = []  # actual send - scheduled
+    from_schedule_ms: list[float] = []  # answer - scheduled (what a user on that schedule waits)
+    service_ms: list[float] = []  # answer - actual send
+    statuses: Counter[int] = Counter()
+    busy = [0, 0]  # in flight now, most in flight at once
+    go = threading.Event()
+    t0 = 0.0
+
+    def worker(client: httpx.Client) -> None:
+        go.wait()
+        while True:
+            i = next(counter)
+            if i >= total:
+                return
+            due = t0 + i / qps
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            sent = time.perf_counter()
+            with lock:
+                busy[0] += 1
+                busy[1] = max(busy[1], busy[0])
+            try:
+                status = job(client, i).status_code
+            except httpx.HTTPError:
+                status = -1
+            done = time.perf_counter()
+            with lock:
+                busy[0] -= 1
+                late_start_ms.append((sent - due) * 1e3)
+                from_schedule_ms.append((done - due) * 1e3)
+                service_ms.append((done - sent) * 1e3)
+                statuses[status] += 1
+
+    n_threads = min(workers, total)
+    # One client shared by the threads (its pool is thread-safe): a client per thread would build hundreds
+    # of SSL contexts while the schedule runs. Its pool has a connection for every thread.
+    limits = httpx.Limits(max_connections=n_threads, max_keepalive_connections=n_threads)
+    with httpx.Client(base_url=url, auth=auth, timeout=300, limits=limits) as client:
+        threads = [threading.Thread(target=worker, args=(client,), daemon=True) for _ in range(n_threads)]
+        for th in threads:
+            th.start()
+        t0 = time.perf_counter() + 0.05  # every thread is up before the first request is due
+        go.set()
+        for th in threads:
+            th.join()
+    wall = time.perf_counter() - t0
+    ok = statuses.get(200, 0)
+    late = [d for d in late_start_ms if d > LATE_MS]
+    return {
+        "target_qps": qps,
+        "scheduled_s": seconds,
+        "requests": total,
+        "ok": ok,
+        "errors": total - ok,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "workers": len(threads),
+        "most_in_flight": busy[1],
+        "wall_s": round(wall, 2),  # first due time to last answer (the backlog drains after the schedule)
+        "achieved_qps": round(ok / wall, 2) if wall > 0 else 0.0,
+        "p50_ms": _pct(from_schedule_ms, 50),
+        "p95_ms": _pct(from_schedule_ms, 95),
+        "p99_ms": _pct(from_schedule_ms, 99),
+        "max_ms": round(max(from_schedule_ms), 1) if from_schedule_ms else float("nan"),
+        "service_p50_ms": _pct(service_ms, 50),
+        "service_p99_ms": _pct(service_ms, 99),
+        "late_starts": len(late),
+        "late_threshold_ms": LATE_MS,
+        "start_delay_p99_ms": _pct(late_start_ms, 99),
+        "start_delay_max_ms": round(max(late_start_ms), 1) if late_start_ms else float("nan"),
+    }
+
+
 def score_search(result: LoadResult, queries: list[Query]) -> dict[str, Any]:
     r1 = r10 = same = 0
     per_edit: dict[str, list[int]] = {}
@@ -277,6 +414,7 @@ class Bench:
         self.work = work
         self.data_dir = work / "data"
         self.server = test_server.ServerProcess(self.data_dir, MODEL_CACHE, work / "server.log")
+        self.server.env.update(SERVER_ENV)
         self.auth: tuple[str, str] = ("", "")
         self.instance_id = ""
 
@@ -306,7 +444,7 @@ class Bench:
             account["account_id"],
             # Far above what the bench can reach, so rate limits and quota never interfere.
             "--capacity",
-            "10000000",
+            str(INSTANCE_CAPACITY),
             "--qps",
             "100000",
             "--add-qps",
@@ -489,52 +627,264 @@ def model_baseline(embedder: EfficientNetEmbedder, bodies: list[bytes]) -> dict[
     }
 
 
-def stage_profile(
-    data_dir: Path, instance_id: str, embedder: EfficientNetEmbedder, queries: list[Query]
+class Laps:
+    """Per-stage wall times in ms: ``start()`` once per item, then ``lap(stage)`` after each stage."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+        self._t = 0.0
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.samples.setdefault(stage, []).append((now - self._t) * 1e3)
+        self._t = now
+
+    def summary(self) -> dict[str, Any]:
+        med = {k: round(float(np.median(v)), 2) for k, v in self.samples.items()}
+        return {
+            "median_ms": med,
+            "p90_ms": {k: round(float(np.percentile(v, 90)), 2) for k, v in self.samples.items()},
+            "sum_of_medians_ms": round(sum(med.values()), 2),
+        }
+
+
+@dataclass(frozen=True)
+class AddWork:
+    """What an add computes before its SQL write (ImageService._analyze + add_image)."""
+
+    vector: np.ndarray  # the primary view's reduced vector (what the index holds)
+    aux: np.ndarray | None  # the whole picture's, when the primary view is a crop
+    category: int
+    region: str
+    local_features: bytes
+    thumbnail: bytes
+
+
+def add_work(
+    body: bytes,
+    embedder: EfficientNetEmbedder,
+    reduction: Reduction,
+    batcher: MicroBatcher | None = None,
+    laps: Laps | None = None,
+) -> AddWork:
+    """The per-picture work of ``ImageService.add_image`` except HTTP and SQL, in its order (product
+    instance, Crop on, no Region, copy verification and thumbnails on). With ``batcher`` the views are
+    embedded through it as the server does (``embed_several``); without, preprocess and network are
+    called directly so ``laps`` can time them apart."""
+    lap = laps.lap if laps is not None else (lambda _stage: None)
+    decoded = decode_image(body, SERVER_SETTINGS.image_limits)
+    lap("decode")
+    picture, box, _ = prepare_for_embedding(decoded, None, True)
+    lap("prepare (subject crop)")
+    views = stored_views(decoded.image, picture, box)
+    lap("stored views")
+    features = keypoint_codec.encode(stored_keypoints(decoded.image))
+    lap("keypoints (ORB + encode)")
+    if batcher is not None:
+        embedded = batcher.embed_several(views)
+        vectors, probs = embedded.vectors, embedded.class_probs
+    else:
+        batch = preprocess(views, embedder.RESIZE)
+        lap("preprocess (all views)")
+        feats, logits = embedder.forward(batch)
+        vectors, probs = embedder.pool(feats), softmax(logits)
+    lap("network (all views)")
+    reduced = reduction.reduce(vectors)
+    category = predict_category(probs[0])
+    lap("reduction + category")
+    assert SERVER_SETTINGS.thumbnail_size is not None
+    thumbnail = make_thumbnail(decoded.image, SERVER_SETTINGS.thumbnail_size)
+    lap("thumbnail")
+    aux = reduced[1] if len(reduced) > 1 else None
+    return AddWork(reduced[0], aux, category, box.to_str(), features, thumbnail)
+
+
+def pipeline_baseline(
+    embedder: EfficientNetEmbedder, bodies: list[bytes], thread_counts: list[int]
 ) -> dict[str, Any]:
-    """One search, stage by stage, in this process on the server's data (server stopped)."""
+    """The in-process add pipeline (``add_work`` through a MicroBatcher with the server's settings) on the
+    same pictures, by each number of threads: pictures/s."""
+    reduction = packaged_reduction()
+    per_s: dict[str, float] = {}
+    with MicroBatcher(
+        embedder, max_batch=SERVER_SETTINGS.embed_max_batch, max_wait_ms=SERVER_SETTINGS.embed_max_wait_ms
+    ) as batcher:
+        for body in bodies[:2]:  # warm-up
+            add_work(body, embedder, reduction, batcher)
+
+        def worker(counter: Iterator[int]) -> None:
+            while (i := next(counter)) < len(bodies):
+                add_work(bodies[i], embedder, reduction, batcher)
+
+        for threads in thread_counts:
+            counter = itertools.count()
+            pool = [threading.Thread(target=worker, args=(counter,), daemon=True) for _ in range(threads)]
+            t = time.perf_counter()
+            for th in pool:
+                th.start()
+            for th in pool:
+                th.join()
+            per_s[str(threads)] = round(len(bodies) / (time.perf_counter() - t), 1)
+    return {
+        "pictures": len(bodies),
+        "pictures_per_s_by_threads": per_s,
+        "intra_op_threads": embedder.intra_op_threads,
+        "embed_max_batch": SERVER_SETTINGS.embed_max_batch,
+        "embed_max_wait_ms": SERVER_SETTINGS.embed_max_wait_ms,
+        "thumbnail_size": SERVER_SETTINGS.thumbnail_size,
+        "stages": "decode, subject crop, stored views, network (MicroBatcher), reduction + category, "
+        "ORB features + encoding, thumbnail (no HTTP, no SQL, no index insert)",
+    }
+
+
+def _same_views(got: list[tuple[Image.Image, float]], want: list[tuple[Image.Image, float]]) -> bool:
+    return [(v.size, round(w, 6)) for v, w in got] == [(v.size, round(w, 6)) for v, w in want] and all(
+        a.tobytes() == b.tobytes() for (a, _), (b, _) in zip(got, want, strict=True)
+    )
+
+
+def profile_search(
+    query: Query,
+    embedder: EfficientNetEmbedder,
+    manager: IndexManager,
+    repo: ImageRepository,
+    instance_id: str,
+    laps: Laps,
+) -> tuple[list[tuple[Image.Image, float]], int]:
+    """One search by picture (num=10, Crop on, no Region, no filter) as ``ImageService.search_by_pic`` runs
+    it (``_analyze`` with for_search, then ``_vector_search``: its first round, ``_rescore``, ``_verify``,
+    ``_hydrate``), stage by stage. Returns the views (to check against ``search_views``) and how many hits
+    the verification checked."""
+    laps.start()
+    decoded = decode_image(query.body, SERVER_SETTINGS.image_limits)
+    laps.lap("decode")
+    picture, box, _ = prepare_for_embedding(decoded, None, True)
+    laps.lap("prepare (subject crop)")
+    image = decoded.image
+    weighted = [(view, 1.0) for view in stored_views(image, picture, box)]
+    weighted += [(centre(image, share), w) for share, w in zip(CENTRE_SHARES, CENTRE_WEIGHTS, strict=True)]
+    laps.lap("search views (centre crops)")
+    found = inner_rectangle(image)
+    if found is not None and found[1] >= INNER_MIN_EDGE_SHARE:
+        weighted.append((image.crop(found[0].as_pil_box()), INNER_WEIGHT))
+    laps.lap("copy view: inner rectangle")
+    weighted.append((without_strokes(image), STROKE_WEIGHT))
+    laps.lap("copy view: strokes")
+    keypoints = query_keypoints(image)
+    laps.lap("query keypoints")
+    batch = preprocess([view for view, _ in weighted], embedder.RESIZE)
+    laps.lap("preprocess (all views)")
+    feats, logits = embedder.forward(batch)
+    vectors, probs = embedder.pool(feats), softmax(logits)
+    laps.lap("network (all views)")
+    views = manager.reduce(vectors)
+    weights = np.array([w for _, w in weighted], np.float32)
+    predict_category(probs[0])
+    laps.lap("reduction + category")
+    scope = manager.scope(instance_id, None, None)
+    k = min(scope.cap, SEARCH_NUM + SHORTLIST_MARGIN)
+    shortlist = np.unique(np.concatenate([scope.top(view, k)[0] for view in views]))
+    laps.lap("index search (all views)")
+    stored = repo.views_by_id(instance_id, shortlist.tolist())
+    kept = [i for i in shortlist.tolist() if i in stored]
+    scores = np.array([float(((views @ stored[i].T) * weights[:, None]).max()) for i in kept], np.float32)
+    order = np.argsort(-scores, kind="stable")
+    ids, scores = np.array(kept, np.int64)[order], scores[order]
+    laps.lap("rescore (SQL views)")
+    checked = 0
+    if len(keypoints) > 0:
+        first = [int(i) for i in ids[:VERIFIED_HITS]]
+        blobs = repo.local_features(instance_id, first)
+        laps.lap("verification: read features (SQL)")
+        counts = {i: inliers(keypoints, keypoint_codec.decode(blob)) for i, blob in blobs.items()}
+        checked = len(blobs)
+        scores = scores.copy()
+        for row, matched in enumerate(peer_matches([counts.get(i, 0) for i in first])):
+            if matched:
+                scores[row] = verified_score(float(scores[row]), matched)
+        order = np.argsort(-scores, kind="stable")
+        ids, scores = ids[order], scores[order]
+        laps.lap("verification: decode + inliers")
+    repo.hydrate(instance_id, [int(i) for i in ids])
+    laps.lap("hydrate")
+    return weighted, checked
+
+
+def stage_profile(
+    data_dir: Path,
+    instance_id: str,
+    embedder: EfficientNetEmbedder,
+    queries: list[Query],
+    adds: list[tuple[int, str, bytes]],
+) -> dict[str, Any]:
+    """Searches and adds, stage by stage, in this process on the server's data (server stopped); the
+    adds are written to SQL and the index as the service writes them."""
     engine = make_engine(sqlite_url(data_dir))
     repo = ImageRepository(engine)
-    manager = IndexManager(data_dir / "index", repo, packaged_reduction())  # same defaults as the server
+    reduction = packaged_reduction()
+    manager = IndexManager(data_dir / "index", repo, reduction)  # same defaults as the server
     try:
         t = time.perf_counter()
         index = manager.get(instance_id)
         open_s = time.perf_counter() - t
-        stages: dict[str, list[float]] = {
-            k: []
-            for k in ("decode", "subject_crop", "preprocess", "network", "pool+category", "index", "hydrate")
-        }
-        k = SEARCH_NUM + 8  # the over-fetch ImageService._vector_search uses for num=10
-        for q in queries[:2]:  # warm-up
-            embedder.embed([prepare_for_embedding(decode_image(q.body), None, True)[0]])
+        stats = getattr(index, "stats", None)
+        mode = stats().get("mode") if callable(stats) else type(index).__name__
+        views_match = True
+        for q in queries[:2]:  # warm-up, and the views checked against the service's own choice
+            got, _ = profile_search(q, embedder, manager, repo, instance_id, Laps())
+            decoded = decode_image(q.body, SERVER_SETTINGS.image_limits)
+            picture, box, _ = prepare_for_embedding(decoded, None, True)
+            views_match &= _same_views(got, search_views(decoded.image, picture, box, region_given=False))
+        search_laps = Laps()
+        checked: list[int] = []
+        n_views: list[int] = []
         for q in queries:
-            t0 = time.perf_counter()
-            decoded = decode_image(q.body)
-            t1 = time.perf_counter()
-            picture = prepare_for_embedding(decoded, None, True)[0]
-            t2 = time.perf_counter()
-            batch = preprocess([picture], embedder.RESIZE)
-            t3 = time.perf_counter()
-            feats, logits = embedder.forward(batch)
-            t4 = time.perf_counter()
-            vector = manager.reduce(embedder.pool(feats)[0])
-            predict_category(softmax(logits)[0])
-            t5 = time.perf_counter()
-            ids, _ = index.search(vector, k)
-            t6 = time.perf_counter()
-            repo.hydrate(instance_id, [int(i) for i in ids])
-            t7 = time.perf_counter()
-            for name, a, b in zip(
-                stages, (t0, t1, t2, t3, t4, t5, t6), (t1, t2, t3, t4, t5, t6, t7), strict=True
-            ):
-                stages[name].append((b - a) * 1e3)
-        med = {name: round(float(np.median(v)), 2) for name, v in stages.items()}
+            got, n = profile_search(q, embedder, manager, repo, instance_id, search_laps)
+            checked.append(n)
+            n_views.append(len(got))
+        add_laps = Laps()
+        now = datetime.now(UTC)
+        for seed, source, body in adds:
+            add_laps.start()
+            work = add_work(body, embedder, reduction, laps=add_laps)
+            product_id, pic_name = key_of(seed, source)
+            record = NewImage(
+                product_id=product_id,
+                pic_name=pic_name,
+                category_id=work.category,
+                attributes=Attributes(),
+                custom_content="",
+                region=work.region,
+                embedding=work.vector,
+                model_id=manager.model_id,
+                aux_embedding=work.aux,
+            )
+            with manager.writing(instance_id) as writable:
+                written = repo.upsert(
+                    instance_id,
+                    record,
+                    capacity=INSTANCE_CAPACITY,
+                    now=now,
+                    thumbnail=work.thumbnail,
+                    local_features=work.local_features,
+                )
+                add_laps.lap("SQL write")
+                writable.upsert(np.array([written.image_id], np.int64), work.vector[None, :], written.seq)
+                add_laps.lap("index insert")
         return {
-            "queries": len(queries),
             "index_open_s": round(open_s, 2),
-            "index_mode": index.stats().get("mode"),
-            "median_ms": med,
-            "sum_of_medians_ms": round(sum(med.values()), 2),
+            "index_mode": mode,
+            "search": {
+                "queries": len(queries),
+                "views_match_service": views_match,
+                "views_per_query_median": float(np.median(n_views)) if n_views else 0.0,
+                "checked_hits_per_query_median": float(np.median(checked)) if checked else 0.0,
+                **search_laps.summary(),
+            },
+            "add": {"pictures": len(adds), **add_laps.summary()},
         }
     finally:
         manager.close()
@@ -548,9 +898,18 @@ SPY_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("network (onnxruntime)", ("forward (lookalike/vision/embedder.py", "onnxruntime")),
     ("preprocess (resize+normalize)", ("preprocess (lookalike/vision/embedder.py",)),
     ("pool/softmax/category", ("gem_pool", "softmax (lookalike", "l2_normalize", "predict_category")),
+    (
+        "local features (ORB, inliers)",
+        ("lookalike/vision/keypoints.py", "lookalike/domain/keypoint_codec.py"),
+    ),
+    ("copy views (inner rectangle, strokes)", ("lookalike/vision/copy_views.py",)),
+    ("search views (centre crops)", ("lookalike/vision/views.py",)),
+    ("thumbnail", ("lookalike/vision/thumbnail.py",)),
     ("subject crop", ("lookalike/vision/subject.py", "lookalike/vision/prepare.py")),
     ("decode", ("lookalike/vision/decode.py",)),
     ("index search", ("lookalike/vectors/",)),
+    ("rescore (SQL views)", ("_rescore (lookalike",)),
+    ("verification (SQL features)", ("_verify (lookalike",)),
     ("hydrate (SQL)", ("hydrate (lookalike",)),
     ("auth", ("lookalike/api/rest/auth.py", "lookalike/service/accounts.py")),
     ("rate limit", ("lookalike/service/limits.py", "lookalike/domain/ratelimit.py")),
@@ -637,6 +996,13 @@ def machine_info() -> dict[str, Any]:
         # Other work may be in progress in the tree; the server runs whatever src/ holds.
         "git_head": _git("rev-parse", "--short", "HEAD"),
         "git_src_dirty": bool(_git("status", "--porcelain", "--", "src")),
+        "git_dirty": bool(_git("status", "--porcelain")),
+        # The server inherits this environment: BLAS / OpenMP threads change the small matrix products
+        # (the reduction of a search's views) a lot on a shared 2-core machine.
+        "thread_env": {
+            k: os.environ.get(k)
+            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOOKALIKE_EMBED_THREADS")
+        },
     }
 
 
@@ -647,12 +1013,23 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _stage_rows(title: str, part: dict[str, Any]) -> None:
+    total = part["sum_of_medians_ms"]
+    print(title)
+    print(f"  {'stage':<38}{'median ms':>10}{'p90 ms':>9}{'share':>8}")
+    for stage, ms in part["median_ms"].items():
+        share = ms / total if total else 0.0
+        print(f"  {stage:<38}{ms:>10.2f}{part['p90_ms'][stage]:>9.2f}{share:>8.0%}")
+    print(f"  {'sum of medians':<38}{total:>10.2f}")
+
+
 def print_table(out: dict[str, Any]) -> None:
     base = out["baseline_model_only"]
+    pipe = out["baseline_pipeline"]["pictures_per_s_by_threads"]
     print("\n== ingest (real pictures over HTTP)")
     print(
         f"{'phase':<26}{'clients':>8}{'img/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'vs model b1':>13}"
+        f"{'vs pipeline':>13}{'vs model b1':>13}"
     )
     rows = [(f"ingest 0→{out['ingest_real']['pictures']}", r) for r in out["ingest_real"]["runs"]]
     rows += [
@@ -660,16 +1037,26 @@ def print_table(out: dict[str, Any]) -> None:
     ]
     for name, r in rows:
         ratio = r["per_s"] / base["batch1_images_per_s"]
+        vs_pipe = r.get("vs_pipeline")
+        vs = f"{vs_pipe:>12.2f}x" if vs_pipe is not None else f"{'':>13}"
         print(
             f"{name:<26}{r['clients']:>8}{r['per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
-            f"{r['errors']:>8}{ratio:>12.2f}x"
+            f"{r['errors']:>8}{vs}{ratio:>12.2f}x"
         )
+    print(
+        "baseline, the add pipeline in-process (no HTTP, no SQL): "
+        + ", ".join(f"{v} pictures/s with {k} thread(s)" for k, v in pipe.items())
+        + f" ({out['baseline_pipeline']['pictures']} pictures)"
+    )
     print(
         f"baseline, model alone in-process: {base['batch1_images_per_s']} img/s at batch 1, "
         f"{base['batch16_images_per_s']} img/s at batch 16 ({base['intra_op_threads']} ORT threads); "
         f"network only, batch 1: {base['network_only_batch1_per_s']}"
     )
-    print("\n== search/picture end to end (HTTP + decode + subject crop + embed + ANN + hydrate), num=10")
+    print(
+        "\n== search/picture end to end (HTTP + decode + subject crop + views + embed + ORB + ANN + verify "
+        "+ hydrate), num=10, closed loop"
+    )
     print(
         f"{'pictures':>9}{'clients':>8}{'QPS':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'R@1':>7}{'R@10':>7}{'photo@1':>9}{'RSS MB':>8}{'HWM MB':>8}"
@@ -687,6 +1074,22 @@ def print_table(out: dict[str, Any]) -> None:
                 f"{s['rss_after_search']['VmRSS']:>8}{s['rss_after_search']['VmHWM']:>8}"
             )
     for s in out["sizes"]:
+        if not s.get("open_loop"):
+            continue
+        print(
+            f"\n== search/picture open loop at {s['size']:,}: latency from the SCHEDULED send time; "
+            f"late = started > {LATE_MS:g} ms after its time"
+        )
+        heads = ["rate", "target QPS", "sent", "done/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"]
+        heads += ["late", "max late ms", "in flight", "workers", "svc p50"]
+        keys = ["rate", "target_qps", "requests", "achieved_qps", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+        keys += ["errors", "late_starts", "start_delay_max_ms", "most_in_flight", "workers", "service_p50_ms"]
+        widths = [max(7, len(h) + 2) for h in heads]
+        print("".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
+        for r in s["open_loop"]:
+            print("".join(f"{r[k]!s:>{w}}" for k, w in zip(keys, widths, strict=True)))
+    print()
+    for s in out["sizes"]:
         f = s["fill"]
         print(
             f"size {s['size']:,}: +{f['synthetic_added']:,} synthetic "
@@ -696,12 +1099,15 @@ def print_table(out: dict[str, Any]) -> None:
         )
     prof = out.get("stage_profile")
     if prof:
-        print(f"\n== one search, stage medians in-process at {prof['size']:,} ({prof['index_mode']}), ms")
-        print(
-            "  "
-            + "  ".join(f"{k} {v}" for k, v in prof["median_ms"].items())
-            + f"  | sum {prof['sum_of_medians_ms']}"
+        srch = prof["search"]
+        _stage_rows(
+            f"\n== one search by picture, stages in-process at {prof['size']:,} ({prof['index_mode']}), "
+            f"{srch['queries']} queries, {srch['views_per_query_median']:g} views, "
+            f"{srch['checked_hits_per_query_median']:g} hits verified (median); views as the service's: "
+            f"{srch['views_match_service']}",
+            srch,
         )
+        _stage_rows(f"\n== one add, stages in-process ({prof['add']['pictures']} pictures)", prof["add"])
     spy = out.get("py_spy")
     if spy and spy.get("share"):
         print(
@@ -720,6 +1126,23 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--queries", type=int, default=300, help="distinct edited query pictures")
     ap.add_argument("--profile-queries", type=int, default=100)
+    ap.add_argument("--profile-adds", type=int, default=50, help="adds timed stage by stage in-process")
+    ap.add_argument(
+        "--pipeline-pictures", type=int, default=200, help="pictures of the in-process add pipeline baseline"
+    )
+    ap.add_argument(
+        "--open-loop-qps",
+        default="0.5x,0.8x",
+        help="open-loop search rates at the largest size, comma-separated: requests/s (20), or a multiple "
+        "of the best closed-loop QPS measured at that size (0.8x); empty or 0: no open-loop run",
+    )
+    ap.add_argument("--open-loop-seconds", type=float, default=30.0, help="schedule length per rate")
+    ap.add_argument(
+        "--open-loop-workers",
+        type=int,
+        default=0,
+        help=f"client threads of the open-loop run; 0: one per scheduled request, at most {MAX_OPEN_WORKERS}",
+    )
     ap.add_argument("--spy-seconds", type=int, default=10, help="0 disables the py-spy run")
     ap.add_argument("--syn-cos", type=float, default=None, help="cosine of a synthetic point to its parent")
     ap.add_argument("--seed", type=int, default=0)
@@ -730,10 +1153,13 @@ def main() -> None:
     if args.quick:
         args.sizes, args.ingest, args.ingest_at_size, args.duration = "300,600", 60, 10, 3.0
         args.queries, args.profile_queries, args.spy_seconds = 30, 10, 3
+        args.profile_adds, args.pipeline_pictures = 5, 12
+        args.open_loop_qps, args.open_loop_seconds = "0.5x,2x", 3.0
         if args.out == RESULTS / "e2e_bench.json":
             args.out = Path(tempfile.gettempdir()) / "e2e_bench_quick.json"
     sizes = sorted(int(s) for s in args.sizes.split(","))
     levels = [int(c) for c in args.clients.split(",")]
+    open_rates = [q.strip() for q in args.open_loop_qps.split(",") if q.strip() not in ("", "0")]
     rng = np.random.default_rng(args.seed)
 
     out: dict[str, Any] = {
@@ -748,20 +1174,30 @@ def main() -> None:
             "real vector + isotropic Gaussian noise, L2-normalized) written to SQL + change log directly. "
             "Queries: tests/photos.py EDITS of ingested real pictures, JPEG q90."
         ),
+        "server_env": SERVER_ENV,
     }
     print(f"machine: {out['machine']}")
     print("generating pictures ...", flush=True)
     maker = PictureMaker()
     total_pics = args.ingest + args.ingest_at_size * len(sizes)
-    pictures = [(seed, *maker.picture(seed)) for seed in range(total_pics)]
+    pictures = [(seed, *maker.picture(seed)) for seed in range(total_pics + args.profile_adds)]
+    profile_adds = pictures[total_pics:]  # never sent to the server: the stage profile adds them
+    pictures = pictures[:total_pics]
     real = pictures[: args.ingest]
     queries = make_queries(maker, [p[0] for p in real], args.queries, rng)
 
     print("baseline: model alone ...", flush=True)
-    embedder = EfficientNetEmbedder(MODEL_CACHE)
+    embedder = EfficientNetEmbedder(MODEL_CACHE, intra_op_threads=SERVER_SETTINGS.embed_threads)
     embedder.load()
     out["baseline_model_only"] = model_baseline(embedder, [p[2] for p in real[:64]])
     print(f"  {out['baseline_model_only']}", flush=True)
+    print("baseline: the add pipeline in-process ...", flush=True)
+    # The same pictures as the HTTP ingest, by as many threads as its clients (1, then 4).
+    out["baseline_pipeline"] = pipeline_baseline(
+        embedder, [p[2] for p in real[: args.pipeline_pictures]], [1, 4]
+    )
+    print(f"  {out['baseline_pipeline']}", flush=True)
+    pipe_per_s = out["baseline_pipeline"]["pictures_per_s_by_threads"]
 
     work = Path(tempfile.mkdtemp(prefix="lookalike-e2e-"))
     bench = Bench(args, work)
@@ -774,6 +1210,7 @@ def main() -> None:
         runs = []
         for clients, chunk in ((1, real[:split]), (4, real[split:])):
             summary = bench.ingest(chunk, clients)
+            summary["vs_pipeline"] = round(summary["per_s"] / pipe_per_s[str(clients)], 3)
             print(f"ingest {clients} client(s): {summary}", flush=True)
             runs.append(summary)
         out["ingest_real"] = {"pictures": args.ingest, "runs": runs, "rss_after": proc_mem_mb(bench.pid)}
@@ -805,6 +1242,21 @@ def main() -> None:
                 print(f"  search {clients} client(s): {row}", flush=True)
                 res["search"].append(row)
             res["rss_after_search"] = proc_mem_mb(bench.pid)
+            if size == sizes[-1] and open_rates:
+                res["open_loop"] = []
+                best = max(r["per_s"] for r in res["search"])
+                for rate in open_rates:
+                    qps = float(rate[:-1]) * best if rate.endswith("x") else float(rate)
+                    if qps <= 0:
+                        continue
+                    scheduled = round(qps * args.open_loop_seconds)
+                    workers = args.open_loop_workers or min(MAX_OPEN_WORKERS, scheduled)
+                    row = run_open_loop(
+                        bench.server.url, bench.auth, job, round(qps, 2), args.open_loop_seconds, workers
+                    )
+                    row = {"rate": rate, "closed_loop_best_qps": best, **row}
+                    print(f"  open loop {rate} = {qps:.2f}/s: {row}", flush=True)
+                    res["open_loop"].append(row)
             if args.spy_seconds and size == sizes[-1]:
                 raw = work / "spy.txt"
                 spy = py_spy_profile(bench.pid, args.spy_seconds, raw)
@@ -817,6 +1269,9 @@ def main() -> None:
             chunk = extra[n_i * args.ingest_at_size : (n_i + 1) * args.ingest_at_size]
             if chunk:
                 res["ingest_at_size"] = bench.ingest(chunk, 4)
+                res["ingest_at_size"]["vs_pipeline"] = round(
+                    res["ingest_at_size"]["per_s"] / pipe_per_s["4"], 3
+                )
                 print(f"  ingest at size: {res['ingest_at_size']}", flush=True)
             bench.stop()
             res["warm_start_s"] = bench.start()  # loads the index saved at shutdown
@@ -824,7 +1279,9 @@ def main() -> None:
             out["sizes"].append(res)
         bench.stop()
         print("stage profile ...", flush=True)
-        prof = stage_profile(bench.data_dir, bench.instance_id, embedder, queries[: args.profile_queries])
+        prof = stage_profile(
+            bench.data_dir, bench.instance_id, embedder, queries[: args.profile_queries], profile_adds
+        )
         out["stage_profile"] = {"size": sizes[-1] + args.ingest_at_size, **prof}
     finally:
         bench.stop()
