@@ -12,6 +12,7 @@ attributes) is equal.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +31,15 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import Tenant, grant_instance
+from conftest import Tenant, grant_instance, make_tenant
 from lookalike.api.rest.app import create_app
 from lookalike.bulk.analysis import PictureRequest, analyze_many, stored_picture
+from lookalike.clock import ManualClock
+from lookalike.config import Settings
 from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
 from lookalike.domain.models import Attributes, ServiceType
 from lookalike.importer import run_import
-from lookalike.service.container import Services
+from lookalike.service.container import Services, build_services
 from lookalike.storage.images_repo import NewImage, NewPicture, blob_to_vector
 from lookalike.storage.tables import changes, images, keypoints, thumbnails
 from lookalike.vectors.reduction import packaged as packaged_reduction
@@ -576,3 +580,43 @@ def test_import_engine_defaults_to_local() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == "False"  # the local engine never imports Ray
+
+
+def test_bulk_writer_applies_each_batch_to_a_shared_milvus_index(
+    settings: Settings, clock: ManualClock
+) -> None:
+    """On Milvus (a shared index) each written batch is caught up inside IndexManager.writing, as an add is:
+    the shared watermark reaches the last seq and a search on the service finds the pictures."""
+    from lookalike.bulk.writer import BulkWriter
+    from test_milvus_index import _drop_collections, require_milvus_uri
+
+    uri = require_milvus_uri()
+    prefix = f"bulk_{uuid.uuid4().hex[:8]}_"
+    on_milvus = dataclasses.replace(
+        settings,
+        vector_backend="milvus",
+        milvus_uri=uri,
+        milvus_collection_prefix=prefix,
+        milvus_consistency="Strong",
+    )
+    services = build_services(on_milvus, clock=clock, background=False)
+    try:
+        tenant = make_tenant(services, "acme", "shop")
+        writer = BulkWriter.from_settings(on_milvus, clock)
+        try:
+            target = writer.instance("shop")
+            pictures = [_picture(n) for n in range(20)]
+            writer.write(target, pictures[:12])
+            writer.write(target, pictures[12:])
+        finally:
+            writer.close()
+        repo = services.images._images
+        assert repo.stored_count(tenant.instance.id) == 20
+        index = services.indexes.get(tenant.instance.id)
+        assert index.applied_seq == repo.last_seq(tenant.instance.id)
+        wanted = pictures[15].image
+        found = services.images.search_by_name(tenant.account, "shop", wanted.product_id, wanted.pic_name)
+        assert found.hits[0].record.pic_name == wanted.pic_name
+    finally:
+        services.close()
+        _drop_collections(uri, prefix)
