@@ -61,7 +61,8 @@ TARGET_PICTURES = 50_000_000
 TARGET_SECONDS = 24 * 3600
 THUMBNAIL_BYTES = 5_805  # bench/README: SQLite thumbnail growth per picture
 FEATURE_BYTES = 2_631  # bench/README: PostgreSQL local-feature growth per picture
-CAPACITY = 10_000_000
+# At most thumbnails_max_capacity (1M): both engines make a thumbnail per picture, as most instances do.
+CAPACITY = 1_000_000
 
 
 def _load(name: str, path: Path) -> ModuleType:
