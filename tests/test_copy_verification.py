@@ -232,3 +232,36 @@ def test_overwrite_delete_and_release_drop_the_features(services: Services, cloc
     services.lifecycle.sweep()
     services.lifecycle.sweep()
     assert stored_sets(services, short.id) == 0
+
+
+def test_a_search_that_found_a_verified_copy_stops_after_its_first_views(
+    services: Services, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The central and copy views are embedded only when the first views found no verified copy
+    (lookalike.service.images.COPY_FOUND_MATCHES), and stopping does not change the copy found."""
+    import lookalike.service.images as images_module
+
+    add_photos(services, tenant, PHOTOS)
+    embedder = services.images._embedder
+    calls: list[int] = []
+    real = embedder.embed_several
+
+    def counted(pictures: list[Image.Image]) -> object:
+        calls.append(len(pictures))
+        return real(pictures)
+
+    monkeypatch.setattr(embedder, "embed_several", counted)
+    copy = encode(copy_edits.edit(load_photo("coffee"), "jpeg", 3))
+    stopped = services.images.search_by_pic(tenant.account, "shop", copy).hits
+    assert len(calls) == 1 and calls[0] <= 2
+    assert stopped[0].record.product_id == "coffee"
+
+    calls.clear()
+    services.images.search_by_pic(tenant.account, "shop", encode(load_photo("moon")))
+    assert len(calls) == 2 and calls[1] >= 3  # no copy: the central and copy views too
+
+    calls.clear()
+    monkeypatch.setattr(images_module, "COPY_FOUND_MATCHES", 10**9)  # never stop
+    full = services.images.search_by_pic(tenant.account, "shop", copy).hits
+    assert len(calls) == 2
+    assert (full[0].record.product_id, round(full[0].score, 4)) == ("coffee", round(stopped[0].score, 4))

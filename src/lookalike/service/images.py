@@ -5,7 +5,9 @@ compare and detail. Every call runs the same gate: instance owned and available 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -52,7 +54,7 @@ from lookalike.vision.embedder import MicroBatcher
 from lookalike.vision.keypoints import inliers, query_keypoints, stored_keypoints
 from lookalike.vision.prepare import prepare_for_embedding
 from lookalike.vision.thumbnail import make_thumbnail
-from lookalike.vision.views import search_views, stored_views
+from lookalike.vision.views import first_search_views, more_search_views, stored_views
 
 ACTIVE = "active"
 # Each query view's k nearest are asked for this many more than the page needs: the shortlist that the
@@ -62,6 +64,12 @@ SHORTLIST_MARGIN = 20
 # checking the first 20 or 30 found no more copies on the benchmark's tune part
 # (bench/copy_verification_choice.py).
 VERIFIED_HITS = 10
+# A search by picture whose first views (the primary and the whole picture) found a hit sharing at least this
+# many verified local feature matches with the query has found its copy: it stops there instead of adding the
+# central and copy views, which cost about three quarters of a search's CPU and can only confirm it
+# (bench/search_cascade_choice.py: the smallest count that loses no copy on the benchmark's tune part; 75 % of
+# its tune queries stop there, and 1.3 % of the same queries once their copy is removed from the catalogue).
+COPY_FOUND_MATCHES = 15
 # At most this many pictures matched by words join a text search's shortlist (the index's best-ranked).
 WORD_MATCHES = 500
 
@@ -90,6 +98,8 @@ class _Analysis:
     pic_info: PicInfo
     image: Image.Image  # the whole decoded picture (oriented RGB), for the thumbnail
     keypoints: keypoint_codec.Keypoints | None  # local features (None: the check is off)
+    # A search's further views, embedded only when its first ones found no verified copy.
+    more_views: Callable[[], list[tuple[Image.Image, float]]]
 
     @property
     def vector(self) -> np.ndarray:
@@ -124,6 +134,10 @@ class Preview:
     jpeg: bytes
     width: int
     height: int
+
+
+def _no_views() -> list[tuple[Image.Image, float]]:
+    return []
 
 
 def _score(raw: float) -> float:
@@ -216,11 +230,13 @@ class ImageService:
         decoded = decode_image(data, self._limits)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
         keypoints = None
+        more_views: Callable[[], list[tuple[Image.Image, float]]] = _no_views
         if for_search:
             region_given = region is not None and bool(region.strip())
-            weighted = search_views(decoded.image, picture, box, region_given=region_given)
+            weighted = first_search_views(decoded.image, picture, box, region_given=region_given)
             pictures = [view for view, _ in weighted]
             weights = np.array([weight for _, weight in weighted], np.float32)
+            more_views = partial(more_search_views, decoded.image, region_given=region_given)
             if with_keypoints:  # a given Region is what to look for, as for the views
                 keypoints = query_keypoints(picture if region_given else decoded.image)
         else:
@@ -239,7 +255,7 @@ class ImageService:
         else:
             category = predict_category(probs)
         info = PicInfo(category, box, boxes, all_categories())
-        return _Analysis(views, weights, info, decoded.image, keypoints)
+        return _Analysis(views, weights, info, decoded.image, keypoints, more_views)
 
     # --- writes ---
     def add_image(
@@ -396,9 +412,27 @@ class ImageService:
             for_search=True,
             with_keypoints=self._copy_verification,
         )
+        checked: dict[int, int] = {}  # id -> verified matches, shared by both steps
+        views, weights = analysis.views, analysis.weights
         hits, matched = self._vector_search(
-            instance, analysis.views, options, node, threshold, analysis.weights, keypoints=analysis.keypoints
+            instance, views, options, node, threshold, weights, keypoints=analysis.keypoints, checked=checked
         )
+        if max(checked.values(), default=0) < COPY_FOUND_MATCHES:
+            more = analysis.more_views()
+            if more:
+                embedded = self._embedder.embed_several([view for view, _ in more])
+                views = np.vstack([views, self._indexes.reduce(embedded.vectors)])
+                weights = np.concatenate([weights, np.array([weight for _, weight in more], np.float32)])
+                hits, matched = self._vector_search(
+                    instance,
+                    views,
+                    options,
+                    node,
+                    threshold,
+                    weights,
+                    keypoints=analysis.keypoints,
+                    checked=checked,
+                )
         return SearchResult(hits, matched, _elapsed_ms(started), analysis.pic_info)
 
     def search_by_name(
@@ -615,12 +649,15 @@ class ImageService:
         *,
         lexical: dict[int, float] | None = None,
         keypoints: keypoint_codec.Keypoints | None = None,
+        checked: dict[int, int] | None = None,
     ) -> tuple[list[SearchHit], int]:
         """The hits for a query of one or more views (v, dim): each view's k nearest from the index make one
         shortlist, re-scored from SQL as the best weighted cosine over (query views x the hit's stored
         views); ``weights`` (v,) default to 1. ``lexical`` (id -> word score) joins the shortlist, and a
         hit's score is the larger of the two. With the query's ``keypoints``, the first ``VERIFIED_HITS``
-        are checked against their stored local features and re-scored (lookalike.domain.copy_score)."""
+        are checked against their stored local features and re-scored (lookalike.domain.copy_score);
+        ``checked`` (id -> matches) keeps the counts for the caller and spares a second search checking a hit
+        again."""
         weights = np.ones(len(views), np.float32) if weights is None else weights
         extra = np.array(sorted(lexical or {}), np.int64)
         scope = self._indexes.scope(instance.id, node, options.category_id)
@@ -630,7 +667,9 @@ class ImageService:
         # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list. A shared index
         # may still hold rows SQL deleted (Milvus shows deletes late), so its cap is not SQL's count.
         k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + SHORTLIST_MARGIN)
-        checked: dict[int, int] = {}  # id -> inliers, kept over the rounds of a growing shortlist
+        checked = (
+            {} if checked is None else checked
+        )  # id -> inliers, kept over the rounds of a growing shortlist
         while True:
             found = [scope.top(view, k)[0] for view in views]
             shortlist = np.unique(np.concatenate([*found, extra]))

@@ -12,7 +12,9 @@ picture and its copy. So a picture is described by more than one view, chosen by
   side): a picture pasted into another one, or shown in a screenshot, usually sits near the middle; then
   ``lookalike.vision.copy_views``: the inner rectangle of the picture when it has one (a picture pasted
   anywhere into another), and the picture with thin strokes painted over (scribbles). A Region given by
-  the caller is searched alone: the caller said what to look for.
+  the caller is searched alone: the caller said what to look for. The primary and whole views are
+  searched first (``first_search_views``); the others (``more_search_views``) only when those found no
+  verified copy (lookalike.service.images: ``COPY_FOUND_MATCHES``, ``bench/search_cascade_choice.py``).
 
 A hit's score is the best cosine over (searched views x stored views), a central view's cosine counted at
 ``CENTRE_WEIGHTS`` (0.97, 0.94), a copy view's at its own weight (0.94, 0.97): a part of the query that
@@ -50,16 +52,34 @@ def stored_views(image: Image.Image, primary: Image.Image, box: Box) -> list[Ima
     return [primary, image]
 
 
+def first_search_views(
+    image: Image.Image, primary: Image.Image, box: Box, *, region_given: bool
+) -> list[tuple[Image.Image, float]]:
+    """What a search by picture looks for first, with what each view's cosine counts for: the primary view
+    and the whole picture (a given Region alone). A search that finds a verified copy with these stops
+    (lookalike.service.images: ``COPY_FOUND_MATCHES``)."""
+    if region_given:
+        return [(primary, 1.0)]
+    return [(view, 1.0) for view in stored_views(image, primary, box)]
+
+
+def more_search_views(image: Image.Image, *, region_given: bool) -> list[tuple[Image.Image, float]]:
+    """The views a search adds when the first ones found no verified copy: the central crops and the copy
+    views (none for a given Region)."""
+    if region_given:
+        return []
+    views = [
+        (centre(image, share), weight) for share, weight in zip(CENTRE_SHARES, CENTRE_WEIGHTS, strict=True)
+    ]
+    views.extend(copy_views(image))
+    return views
+
+
 def search_views(
     image: Image.Image, primary: Image.Image, box: Box, *, region_given: bool
 ) -> list[tuple[Image.Image, float]]:
-    """What a search by picture looks for, with what each view's cosine counts for, the primary view first
-    (see the module docstring)."""
-    if region_given:
-        return [(primary, 1.0)]
-    views = [(view, 1.0) for view in stored_views(image, primary, box)]
-    views.extend(
-        (centre(image, share), weight) for share, weight in zip(CENTRE_SHARES, CENTRE_WEIGHTS, strict=True)
+    """Every view a search by picture may look for, with what each view's cosine counts for, the primary
+    view first (see the module docstring)."""
+    return first_search_views(image, primary, box, region_given=region_given) + more_search_views(
+        image, region_given=region_given
     )
-    views.extend(copy_views(image))
-    return views
