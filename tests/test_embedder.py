@@ -231,3 +231,11 @@ def test_microbatcher_embed_many_and_close(embedder: EfficientNetEmbedder, photo
         b.embed_one(photos[0])
     with pytest.raises(RuntimeError):
         b.embed_many(photos)
+
+
+def test_a_loaded_model_leaves_numpy_one_blas_thread(embedder: EfficientNetEmbedder) -> None:
+    """numpy's BLAS threads next to ONNX Runtime's oversubscribe the cores (lookalike.vision.embedder)."""
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)

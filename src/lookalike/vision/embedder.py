@@ -69,6 +69,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from lookalike.vision import efficientnet as enet
 
@@ -176,6 +177,17 @@ def preprocess(
     return out
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread for numpy in this process. Its small products (the reduction of a request's views, a
+    shortlist's cosines) gain nothing from more, and BLAS threads that wake next to ONNX Runtime's own
+    oversubscribe the cores: the reduction of four views took a median 30 ms instead of 0.35 ms on the
+    2-core box while searches ran (bench/e2e_bench.py's stage table, issue 14). The variables reach BLAS
+    libraries loaded later (they read them when they load), threadpoolctl those loaded already."""
+    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def l2_normalize(x: FloatArray, eps: float = 1e-12) -> FloatArray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.asarray(x / np.maximum(norm, eps), dtype=np.float32)
@@ -224,6 +236,7 @@ class EfficientNetEmbedder(ImageModel):
 
     def _load(self) -> None:
         self.model_path = enet.ensure_onnx_model(self.cache_dir)
+        limit_blas_threads()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
         # Spin-waiting threads burn the cores that decoding, cropping and HTTP need between runs
