@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import subprocess
 import sys
@@ -239,3 +240,38 @@ def test_a_loaded_model_leaves_numpy_one_blas_thread(embedder: EfficientNetEmbed
 
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_cuda_asked_for_without_a_gpu_runs_on_the_cpu_and_says_so(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This machine has no onnxruntime-gpu (CI's neither): ``device = cuda`` must still start, on the CPU,
+    with a warning that says why; ``auto`` picks the CPU without one."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here: the fallback is not what runs")
+    with caplog.at_level(logging.INFO, logger="lookalike.vision.embedder"):
+        asked = EfficientNetEmbedder(cache_dir, intra_op_threads=1, device="cuda")
+        asked.load()
+    assert asked.device == "cpu" and asked.max_batch == 32
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "device = cuda was asked for" in warnings[0].getMessage()
+    assert "onnxruntime-gpu is not installed" in warnings[0].getMessage()
+    assert any("on cpu (CPUExecutionProvider)" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lookalike.vision.embedder"):
+        auto = EfficientNetEmbedder(cache_dir, intra_op_threads=1, device="auto")
+        auto.load()
+    assert auto.device == "cpu" and not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert auto.embed([photo("coffee")]).vectors.shape == (1, EfficientNetEmbedder.DIM)
+
+
+def test_the_device_setting_takes_auto_cpu_or_cuda() -> None:
+    from lookalike.config import Settings
+
+    assert Settings.from_env({"LOOKALIKE_DEVICE": "cuda"}).device == "cuda"
+    assert Settings.from_env({}).device == "auto"
+    with pytest.raises(ValueError, match="LOOKALIKE_DEVICE"):
+        Settings.from_env({"LOOKALIKE_DEVICE": "tpu"})

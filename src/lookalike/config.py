@@ -127,6 +127,9 @@ class Settings:
     embed_max_batch: int = 16  # most pictures embedded in one model run (micro-batching)
     embed_max_wait_ms: float = 3.0  # how long a picture waits for others to fill a batch
     embed_threads: int | None = None  # ONNX Runtime intra-op threads; unset: its default (all cores)
+    # Where the image model runs: auto = CUDA when onnxruntime-gpu and a GPU are there, else CPU; cuda asked
+    # for and absent falls back to CPU with a warning. The log says which at start.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     # Advance uploads (AuthorizeFileUpload + OSS PostObject; api/alibaba/upload.py). The "host:port" clients
     # reach the HTTPS upload listener at; the SDK posts to https://{Bucket}.{Endpoint}/, so it is split at its
     # first dot into Bucket and Endpoint. None: uploads disabled (plain base64 PicContent still works).

@@ -179,11 +179,13 @@ def build_services(
     accounts = build_account_service(settings, engine, clock)
     bootstrap_key = accounts.bootstrap_admin(settings.admin_name)
 
-    embedder = EfficientNetEmbedder(settings.models_dir, intra_op_threads=settings.embed_threads)
-    embedder.load()
-    batcher = MicroBatcher(
-        embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms
+    embedder = EfficientNetEmbedder(
+        settings.models_dir, intra_op_threads=settings.embed_threads, device=settings.device
     )
+    embedder.load()
+    # A GPU takes the batches it is good at; on a CPU the setting stands.
+    max_batch = settings.embed_max_batch if embedder.device == "cpu" else embedder.max_batch
+    batcher = MicroBatcher(embedder, max_batch=max_batch, max_wait_ms=settings.embed_max_wait_ms)
 
     billing = build_billing_service(settings, engine, clock)
     image_repo = ImageRepository(engine)

@@ -54,6 +54,7 @@ EfficientNet normalization these weights were trained with (see
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -63,7 +64,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -88,6 +89,14 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float32]
 ResizeMode = Literal["squash", "center_crop"]
+Device = Literal["auto", "cpu", "cuda"]
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+# Most pictures in one session run: activations are ~5 MB per picture, so a GPU (and the micro-batcher in
+# front of it) takes far bigger batches than a CPU, where 32 already keeps the threads busy.
+MAX_BATCH: Final[dict[str, int]] = {"cpu": 32, "cuda": 128}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,28 @@ def preprocess(
     return out
 
 
+def _open_session(
+    path: Path, opts: ort.SessionOptions, device: Device
+) -> tuple[ort.InferenceSession, Literal["cpu", "cuda"]]:
+    """An ONNX Runtime session on ``device``: CUDA when asked (or ``auto``) and onnxruntime-gpu can run it
+    (the package is there and a GPU answers), else CPU; ``cuda`` asked for and absent is logged as a
+    warning, never an error, so a server configured for a GPU still starts without one."""
+    cpu_only = [CPU_PROVIDER]
+    if device != "cpu" and CUDA_PROVIDER in ort.get_available_providers():
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=[CUDA_PROVIDER, *cpu_only])
+            if CUDA_PROVIDER in session.get_providers():
+                return session, "cuda"
+            reason = "ONNX Runtime found no usable GPU"
+        except Exception as exc:  # a driver or CUDA library mismatch: the CPU still works
+            reason = f"the CUDA provider failed to start ({exc})"
+    else:
+        reason = "onnxruntime-gpu is not installed"
+    if device == "cuda":
+        log.warning("device = cuda was asked for, but %s: running the image model on the CPU", reason)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=cpu_only), "cpu"
+
+
 def limit_blas_threads() -> None:
     """One BLAS thread for numpy in this process. Its small products (the reduction of a request's views, a
     shortlist's cosines) gain nothing from more, and BLAS threads that wake next to ONNX Runtime's own
@@ -222,17 +253,22 @@ class EfficientNetEmbedder(ImageModel):
     DIM: ClassVar[int] = enet.FEATURE_CHANNELS
     GEM_P: ClassVar[float] = 3.0
     RESIZE: ClassVar[ResizeMode] = "squash"
-    # Bounds peak memory for big bulk calls: activations are ~5 MB per image.
-    MAX_SESSION_BATCH: ClassVar[int] = 32
 
-    def __init__(self, cache_dir: Path, intra_op_threads: int | None = None) -> None:
+    def __init__(self, cache_dir: Path, intra_op_threads: int | None = None, device: Device = "cpu") -> None:
         super().__init__()
         self.cache_dir = Path(cache_dir)
         self.intra_op_threads = (
             intra_op_threads if intra_op_threads is not None else min(4, os.cpu_count() or 1)
         )
+        self.requested_device: Device = device
+        self.device: Literal["cpu", "cuda"] = "cpu"  # where it runs, known once loaded
         self._session: ort.InferenceSession | None = None
         self.model_path: Path | None = None
+
+    @property
+    def max_batch(self) -> int:
+        """Most pictures in one session run on the device it runs on."""
+        return MAX_BATCH[self.device]
 
     def _load(self) -> None:
         self.model_path = enet.ensure_onnx_model(self.cache_dir)
@@ -245,8 +281,9 @@ class EfficientNetEmbedder(ImageModel):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(
-            str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        self._session, self.device = _open_session(self.model_path, opts, self.requested_device)
+        log.info(
+            "image model %s on %s (%s)", self.MODEL_ID, self.device, ", ".join(self._session.get_providers())
         )
 
     def forward(self, batch: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -266,8 +303,8 @@ class EfficientNetEmbedder(ImageModel):
     def _predict(self, images: Sequence[Image.Image]) -> EmbedResult:
         vecs: list[FloatArray] = []
         probs: list[FloatArray] = []
-        for start in range(0, len(images), self.MAX_SESSION_BATCH):
-            chunk = images[start : start + self.MAX_SESSION_BATCH]
+        for start in range(0, len(images), self.max_batch):
+            chunk = images[start : start + self.max_batch]
             feats, logits = self.forward(preprocess(chunk, self.RESIZE))
             vecs.append(self.pool(feats))
             probs.append(softmax(logits))
