@@ -564,6 +564,7 @@ def _import_with_ray(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         write_batch=args.write_batch,
         cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
         progress=not args.no_progress,
     )
     print(
@@ -783,6 +784,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", type=int, default=16, help="ray: pictures a worker embeds at once")
     imp.add_argument("--write-batch", type=int, default=256, help="ray: pictures a write transaction holds")
     imp.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves")
+    imp.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0.0,
+        help="ray: GPUs each actor reserves (e.g. 1, or 0.25 to share one by four); the model runs on the "
+        "setting `device` (auto: CUDA where onnxruntime-gpu finds a GPU)",
+    )
     imp.add_argument("--no-progress", action="store_true")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)

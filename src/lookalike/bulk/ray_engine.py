@@ -36,6 +36,7 @@ from lookalike.domain.models import ServiceType
 from lookalike.importer import ImportItem, Journal, items_from_directory, items_from_manifest
 from lookalike.storage.images_repo import NewPicture
 from lookalike.vision.decode import ImageLimits
+from lookalike.vision.embedder import Device
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class WorkerConfig:
     with_keypoints: bool
     model_id: str
     threads: int
+    device: Device = "cpu"  # the setting `device`: auto / cpu / cuda (ONNX Runtime's CUDA provider)
 
 
 def _read(row: AddRow, limits: ImageLimits) -> bytes:
@@ -71,7 +73,9 @@ class Analyzer:
         from lookalike.vision.embedder import EfficientNetEmbedder
 
         self._config = config
-        self._embedder = EfficientNetEmbedder(Path(config.models_dir), intra_op_threads=config.threads)
+        self._embedder = EfficientNetEmbedder(
+            Path(config.models_dir), intra_op_threads=config.threads, device=config.device
+        )
         self._embedder.load()
         self._reduction = packaged_reduction()
 
@@ -160,6 +164,7 @@ def _batches(
     batch_size: int,
     write_batch: int,
     cpus_per_worker: float,
+    gpus_per_worker: float,
     progress: bool,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Run the analysis on the cluster; yields the analysed rows, ``write_batch`` at a time."""
@@ -183,6 +188,7 @@ def _batches(
             # max_restarts=-1, max_task_retries=-1).
             compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
             num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker or None,
         )
         yield from analysed.iter_batches(batch_size=write_batch, batch_format="numpy")
     finally:
@@ -201,6 +207,7 @@ def run_ray_import(
     batch_size: int = 16,
     write_batch: int = 256,
     cpus_per_worker: float = 1.0,
+    gpus_per_worker: float = 0.0,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
@@ -233,6 +240,7 @@ def run_ray_import(
                 with_keypoints=settings.copy_verification,
                 model_id=writer.model_id,
                 threads=settings.embed_threads or max(1, int(cpus_per_worker)),
+                device=settings.device,
             )
             paths = {row.key: row.path for row in rows}
             written = 0
@@ -251,6 +259,7 @@ def run_ray_import(
                         batch_size=batch_size,
                         write_batch=write_batch,
                         cpus_per_worker=cpus_per_worker,
+                        gpus_per_worker=gpus_per_worker,
                         progress=progress,
                     ):
                         keys = [str(k) for k in batch["key"]]
