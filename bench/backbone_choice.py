@@ -213,8 +213,8 @@ def stored_set(items: list[text_corpus.Captioned]) -> Iterator[dict[str, Image.I
     the primary view where the primary is the whole picture)."""
     for item in items:
         decoded = decode_image(ftm._jpeg(item.image))
-        picture, box, _ = prepare_for_embedding(decoded, None, True)
-        stored = stored_views(decoded.image, picture, box)
+        picture, _box, _ = prepare_for_embedding(decoded, None, True)
+        stored = stored_views(decoded.image, picture)
         yield {"primary": stored[0], "whole": stored[-1]}
 
 

@@ -694,7 +694,7 @@ def add_work(
     lap("decode")
     picture, box, _ = prepare_for_embedding(decoded, None, True)
     lap("prepare (subject crop)")
-    views = stored_views(decoded.image, picture, box)
+    views = stored_views(decoded.image, picture)
     lap("stored views")
     features = keypoint_codec.encode(stored_keypoints(decoded.image))
     lap("keypoints (ORB + encode)")
@@ -815,10 +815,10 @@ def profile_search(
     laps.start()
     decoded = decode_image(query.body, SERVER_SETTINGS.image_limits)
     laps.lap("decode")
-    picture, box, _ = prepare_for_embedding(decoded, None, True)
+    picture, _box, _ = prepare_for_embedding(decoded, None, True)
     laps.lap("prepare (subject crop)")
     image = decoded.image
-    weighted = [(view, 1.0) for view in stored_views(image, picture, box)]
+    weighted = [(view, 1.0) for view in stored_views(image, picture)]
     keypoints = query_keypoints(image)
     laps.lap("query keypoints")
 
@@ -879,9 +879,9 @@ def stage_profile(
         for q in queries[:2]:  # warm-up, and the views checked against the service's own choice
             got, _ = profile_search(q, embedder, manager, repo, instance_id, Laps())
             decoded = decode_image(q.body, SERVER_SETTINGS.image_limits)
-            picture, box, _ = prepare_for_embedding(decoded, None, True)
-            first = first_search_views(decoded.image, picture, box, region_given=False)
-            every = search_views(decoded.image, picture, box, region_given=False)
+            picture, _box, _ = prepare_for_embedding(decoded, None, True)
+            first = first_search_views(decoded.image, picture, region_given=False)
+            every = search_views(decoded.image, picture, region_given=False)
             views_match &= _same_views(got, first) or _same_views(got, every)
         search_laps = Laps()
         checked: list[int] = []

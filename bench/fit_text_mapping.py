@@ -91,8 +91,8 @@ def embed_stored(items: list[text_corpus.Captioned]) -> tuple[np.ndarray, np.nda
         views = []
         for item in items[start : start + 32]:
             decoded = decode_image(_jpeg(item.image))
-            picture, box, _ = prepare_for_embedding(decoded, None, True)
-            stored = stored_views(decoded.image, picture, box)
+            picture, _box, _ = prepare_for_embedding(decoded, None, True)
+            stored = stored_views(decoded.image, picture)
             views.append(stored if len(stored) == 2 else [stored[0], stored[0]])
         flat = [v for pair in views for v in pair]
         vectors = embedder.embed(flat).vectors

@@ -328,3 +328,72 @@ def test_webp_canvas_size_is_checked_before_pillow_opens_it() -> None:
     with pytest.raises(LookalikeError) as err:
         decode_image(forged)
     assert err.value.code == UNSUPPORTED_PIC_PIXELS
+
+
+# --- reduced decode (issue 14): large JPEGs decoded scaled down by libjpeg, limits on the full size ---
+
+
+@pytest.mark.parametrize(
+    ("size", "image_size"),
+    [
+        ((4000, 3000), (1000, 750)),  # 1/4: the long side stays >= 960
+        ((2400, 1600), (1200, 800)),  # 1/2
+        ((1900, 1900), (1900, 1900)),  # half would go below 960: decoded whole
+        ((4000, 300), (4000, 300)),  # the short side would go below 224
+    ],
+)
+def test_a_large_jpeg_is_decoded_reduced_and_reports_its_full_size(
+    size: tuple[int, int], image_size: tuple[int, int]
+) -> None:
+    # A photo drawn at a quarter of the size and scaled up (drawing 12 megapixels takes seconds).
+    small = photo_image(size[0] // 4, size[1] // 4, seed=5)
+    data = encode(small.resize(size, Image.Resampling.BILINEAR), "JPEG", quality=85)
+    reduced = decode_image(data, reduced=True)
+    assert (reduced.width, reduced.height) == size
+    assert reduced.image.size == image_size
+    assert (reduced.scale_x, reduced.scale_y) == (image_size[0] / size[0], image_size[1] / size[1])
+    full = decode_image(data)
+    assert full.image.size == size and full.scale_x == 1.0
+    # The same picture, only smaller: compare at the reduced size.
+    assert _mean_abs_diff(reduced.image, full.image.resize(image_size, Image.Resampling.BOX)) < 6.0
+
+
+def test_a_reduced_rotated_jpeg_reports_its_oriented_full_size() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(orientation_test_image(4000, 2000), "JPEG", quality=90, exif=exif.tobytes())
+    out = decode_image(data, reduced=True)
+    assert (out.width, out.height) == (2000, 4000)
+    assert out.image.size == (500, 1000)
+    r, g, b = out.image.getpixel((480, 20))  # the stored top-left corner, now top-right
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_only_jpegs_are_reduced_and_the_limits_apply_to_the_full_size() -> None:
+    png = decode_image(encode(orientation_test_image(2400, 1600), "PNG"), reduced=True)
+    assert png.image.size == (2400, 1600)
+    with pytest.raises(LookalikeError) as refused:
+        decode_image(encode(Image.new("RGB", (4200, 3000), (9, 99, 199)), "JPEG"), reduced=True)
+    assert refused.value.code == UNSUPPORTED_PIC_PIXELS
+
+
+def test_boxes_of_a_reduced_decode_are_in_the_pictures_pixels() -> None:
+    """The subject crop found on the reduced image is reported, and cut, in the picture's own pixels."""
+    from lookalike.domain.region import whole_image
+    from lookalike.vision.prepare import prepare_for_embedding
+
+    picture = Image.new("RGB", (4000, 3000), (245, 245, 245))
+    picture.paste(photo_image(1200, 900, seed=3), (2400, 1600))  # a subject on a plain background
+    data = encode(picture, "JPEG", quality=90)
+    full_crop, full_box, full_boxes = prepare_for_embedding(decode_image(data), None, True)
+    reduced = decode_image(data, reduced=True)
+    crop, box, boxes = prepare_for_embedding(reduced, None, True)
+    assert box != whole_image(4000, 3000)
+    for a, b in zip((box.x1, box.x2, box.y1, box.y2), (full_box.x1, full_box.x2, full_box.y1, full_box.y2)):
+        assert abs(a - b) <= 40  # a few pixels of the reduced image
+    assert all(0 <= b.x1 < b.x2 <= 4000 and 0 <= b.y1 < b.y2 <= 3000 for b in boxes)
+    assert abs(crop.width - box.width * reduced.scale_x) <= 2
+    assert abs(crop.height - box.height * reduced.scale_y) <= 2
+    # Without a crop the image itself is the view, as for a full decode.
+    whole, whole_box, _ = prepare_for_embedding(reduced, None, False)
+    assert whole is reduced.image and whole_box == whole_image(4000, 3000)

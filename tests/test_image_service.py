@@ -302,3 +302,31 @@ def test_a_subject_crop_stores_the_whole_picture_too_and_a_framed_copy_finds_it(
     assert hits[0].record.pic_name == "cut-out"
     same = services.images.search_by_pic(tenant.account, "shop", encode(canvas)).hits[0]
     assert same.record.pic_name == "cut-out" and same.score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_large_jpeg_is_analysed_from_a_reduced_decode_in_its_own_pixels(
+    services: Services, tenant: Tenant, pictures: dict[str, bytes]
+) -> None:
+    """A 12-megapixel photo is decoded at 1/4 (libjpeg scaling, issue 14): its Region and MultiRegion are
+    still in its own pixels, the same bytes find it at 1.0, a smaller copy of it finds it first, and a
+    Region is cut from the full decode."""
+    from PIL import Image
+
+    add_all(services, tenant, pictures)
+    photo = load_photo("chelsea").convert("RGB")
+    canvas = Image.new("RGB", (4000, 3000), (250, 250, 250))
+    canvas.paste(photo.resize((2000, 1500), Image.Resampling.BICUBIC), (1800, 1300))
+    big = encode(canvas)
+    added = services.images.add_image(tenant.account, "shop", product_id="big", pic_name="cat", picture=big)
+    region = added.pic_info.region
+    assert 1500 <= region.x1 and region.x2 <= 4000 and 1000 <= region.y1 and region.y2 <= 3000
+    assert all(b.x2 <= 4000 and b.y2 <= 3000 for b in added.pic_info.multi_region)
+    same = services.images.search_by_pic(tenant.account, "shop", big)
+    assert (same.hits[0].record.pic_name, same.hits[0].score) == ("cat", 1.0)
+    assert same.pic_info is not None and same.pic_info.region == region
+    smaller = encode(canvas.resize((1000, 750), Image.Resampling.BILINEAR))
+    assert services.images.search_by_pic(tenant.account, "shop", smaller).hits[0].record.pic_name == "cat"
+    cut = services.images.search_by_pic(tenant.account, "shop", big, region="1800,3800,1300,2800")
+    # The Region is the cat photo itself, which the instance also holds alone as "chelsea".
+    assert {h.record.pic_name for h in cut.hits[:2]} == {"cat", "chelsea"} and cut.pic_info is not None
+    assert (cut.pic_info.region.x1, cut.pic_info.region.y2) == (1800, 2800)

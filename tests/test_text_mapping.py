@@ -87,8 +87,8 @@ def _stored(embedder: EfficientNetEmbedder, name: str) -> np.ndarray:
     buffer = io.BytesIO()
     load_photo(name).convert("RGB").save(buffer, "JPEG", quality=92)
     decoded = decode_image(buffer.getvalue())
-    picture, box, _ = prepare_for_embedding(decoded, None, True)
-    features = embedder.embed(stored_views(decoded.image, picture, box)).vectors
+    picture, _box, _ = prepare_for_embedding(decoded, None, True)
+    features = embedder.embed(stored_views(decoded.image, picture)).vectors
     return packaged().reduce(features)
 
 
@@ -162,8 +162,8 @@ def test_mapped_words_find_their_emoji(model_cache: Path, route: str) -> None:
         buffer = io.BytesIO()
         _emoji(name).save(buffer, "JPEG", quality=92)
         decoded = decode_image(buffer.getvalue())
-        picture, box, _ = prepare_for_embedding(decoded, None, True)
-        stored[name] = packaged().reduce(embedder.embed(stored_views(decoded.image, picture, box)).vectors)
+        picture, _box, _ = prepare_for_embedding(decoded, None, True)
+        stored[name] = packaged().reduce(embedder.embed(stored_views(decoded.image, picture)).vectors)
     model = TextQueryModel(model_cache, OnnxMiniLMEncoder(), route=route)  # type: ignore[arg-type]
     ranks = {}
     for text, name in EMOJI_QUERIES.items():

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from lookalike.domain.region import Box, whole_image
 from lookalike.vision.copy_views import (
     INNER_MIN_EDGE_SHARE,
     INNER_WEIGHT,
@@ -30,23 +29,22 @@ def test_centre_keeps_the_middle_share_of_each_side(width: int, height: int, sha
 
 def test_a_picture_stores_its_whole_view_only_when_the_primary_is_a_part_of_it() -> None:
     image = Image.new("RGB", (300, 200), (200, 10, 10))
-    assert stored_views(image, image, whole_image(300, 200)) == [image]
+    assert stored_views(image, image) == [image]
     part = image.crop((10, 20, 110, 120))
-    assert stored_views(image, part, Box(10, 110, 20, 120)) == [part, image]
+    assert stored_views(image, part) == [part, image]
 
 
 def test_a_search_looks_at_the_primary_the_whole_and_the_centre_unless_a_region_is_given() -> None:
     image = Image.new("RGB", (400, 300))
     part = image.crop((0, 0, 200, 150))
-    box = Box(0, 200, 0, 150)
-    views = search_views(image, part, box, region_given=False)
+    views = search_views(image, part, region_given=False)
     assert views[0] == (part, 1.0) and views[1] == (image, 1.0)
     sizes = [(280, 210), (200, 150)]
     assert [(v.size, w) for v, w in views[2:4]] == list(zip(sizes, CENTRE_WEIGHTS, strict=True))
     # A blank picture has no inner rectangle: the copy views add only the painted-over one.
     assert [(v.size, w) for v, w in views[4:]] == [((IMAGE_SIZE, IMAGE_SIZE), STROKE_WEIGHT)]
-    assert search_views(image, part, box, region_given=True) == [(part, 1.0)]
-    whole = search_views(image, image, whole_image(400, 300), region_given=False)
+    assert search_views(image, part, region_given=True) == [(part, 1.0)]
+    whole = search_views(image, image, region_given=False)
     assert whole[0] == (image, 1.0) and len(whole) == 1 + len(CENTRE_SHARES) + 1
 
 

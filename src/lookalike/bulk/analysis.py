@@ -70,9 +70,10 @@ def prepare_for_storage(
 ) -> PreparedPicture:
     """Decode (raises LookalikeError on a bad picture or Region), choose the stored views
     (lookalike.vision.views) and compute the local features."""
-    decoded = decode_image(data, limits)
+    # As an add decodes: a Region is cut from the full decode (lookalike.service.images._analyze).
+    decoded = decode_image(data, limits, reduced=not (region is not None and region.strip()))
     picture, box, boxes = prepare_for_embedding(decoded, region, crop)
-    views = stored_views(decoded.image, picture, box)
+    views = stored_views(decoded.image, picture)
     keypoints = stored_keypoints(decoded.image) if with_keypoints else None
     return PreparedPicture(decoded.image, views, box, boxes, keypoints)
 

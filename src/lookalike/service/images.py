@@ -227,20 +227,21 @@ class ImageService:
         """Decode, choose the views (lookalike.vision.views: the stored ones, or the searched ones), embed
         them in one go, reduce them, and predict the category from the primary view; ``with_keypoints``: also
         the local features of the check (a compare needs none)."""
-        decoded = decode_image(data, self._limits)
+        region_given = region is not None and bool(region.strip())
+        # A Region is in the picture's own pixels and may be small: it is cut from the full decode.
+        decoded = decode_image(data, self._limits, reduced=not region_given)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
         keypoints = None
         more_views: Callable[[], list[tuple[Image.Image, float]]] = _no_views
         if for_search:
-            region_given = region is not None and bool(region.strip())
-            weighted = first_search_views(decoded.image, picture, box, region_given=region_given)
+            weighted = first_search_views(decoded.image, picture, region_given=region_given)
             pictures = [view for view, _ in weighted]
             weights = np.array([weight for _, weight in weighted], np.float32)
             more_views = partial(more_search_views, decoded.image, region_given=region_given)
             if with_keypoints:  # a given Region is what to look for, as for the views
                 keypoints = query_keypoints(picture if region_given else decoded.image)
         else:
-            pictures = stored_views(decoded.image, picture, box)
+            pictures = stored_views(decoded.image, picture)
             weights = np.ones(len(pictures), np.float32)
             if with_keypoints:
                 keypoints = stored_keypoints(decoded.image)
@@ -605,7 +606,7 @@ class ImageService:
 
     def preview(self, picture: bytes, size: int) -> Preview:
         """A downscaled copy of an uploaded photo (never stored), for showing a query next to its results."""
-        decoded = decode_image(picture, self._limits)
+        decoded = decode_image(picture, self._limits, reduced=True)
         return Preview(make_thumbnail(decoded.image, size), decoded.width, decoded.height)
 
     def check_exists(

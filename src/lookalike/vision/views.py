@@ -29,7 +29,6 @@ from typing import Final
 
 from PIL import Image
 
-from lookalike.domain.region import Box, whole_image
 from lookalike.vision.copy_views import copy_views
 
 # Shares of each side kept by the central search views, and what their cosines count for (chosen on the
@@ -45,22 +44,23 @@ def centre(image: Image.Image, share: float) -> Image.Image:
     return image.crop((dx, dy, width - dx, height - dy))
 
 
-def stored_views(image: Image.Image, primary: Image.Image, box: Box) -> list[Image.Image]:
-    """What an added picture stores: the primary view, then the whole picture if the primary is a crop."""
-    if box == whole_image(*image.size):
+def stored_views(image: Image.Image, primary: Image.Image) -> list[Image.Image]:
+    """What an added picture stores: the primary view, then the whole picture if the primary is a part of
+    it (lookalike.vision.prepare hands over the decoded image itself when the box is the whole picture)."""
+    if primary is image:
         return [primary]
     return [primary, image]
 
 
 def first_search_views(
-    image: Image.Image, primary: Image.Image, box: Box, *, region_given: bool
+    image: Image.Image, primary: Image.Image, *, region_given: bool
 ) -> list[tuple[Image.Image, float]]:
     """What a search by picture looks for first, with what each view's cosine counts for: the primary view
     and the whole picture (a given Region alone). A search that finds a verified copy with these stops
     (lookalike.service.images: ``COPY_FOUND_MATCHES``)."""
     if region_given:
         return [(primary, 1.0)]
-    return [(view, 1.0) for view in stored_views(image, primary, box)]
+    return [(view, 1.0) for view in stored_views(image, primary)]
 
 
 def more_search_views(image: Image.Image, *, region_given: bool) -> list[tuple[Image.Image, float]]:
@@ -76,10 +76,10 @@ def more_search_views(image: Image.Image, *, region_given: bool) -> list[tuple[I
 
 
 def search_views(
-    image: Image.Image, primary: Image.Image, box: Box, *, region_given: bool
+    image: Image.Image, primary: Image.Image, *, region_given: bool
 ) -> list[tuple[Image.Image, float]]:
     """Every view a search by picture may look for, with what each view's cosine counts for, the primary
     view first (see the module docstring)."""
-    return first_search_views(image, primary, box, region_given=region_given) + more_search_views(
+    return first_search_views(image, primary, region_given=region_given) + more_search_views(
         image, region_given=region_given
     )
