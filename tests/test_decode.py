@@ -385,11 +385,13 @@ def test_boxes_of_a_reduced_decode_are_in_the_pictures_pixels() -> None:
     picture = Image.new("RGB", (4000, 3000), (245, 245, 245))
     picture.paste(photo_image(1200, 900, seed=3), (2400, 1600))  # a subject on a plain background
     data = encode(picture, "JPEG", quality=90)
-    full_crop, full_box, full_boxes = prepare_for_embedding(decode_image(data), None, True)
+    _, full_box, _ = prepare_for_embedding(decode_image(data), None, True)
     reduced = decode_image(data, reduced=True)
     crop, box, boxes = prepare_for_embedding(reduced, None, True)
     assert box != whole_image(4000, 3000)
-    for a, b in zip((box.x1, box.x2, box.y1, box.y2), (full_box.x1, full_box.x2, full_box.y1, full_box.y2)):
+    for a, b in zip(
+        (box.x1, box.x2, box.y1, box.y2), (full_box.x1, full_box.x2, full_box.y1, full_box.y2), strict=True
+    ):
         assert abs(a - b) <= 40  # a few pixels of the reduced image
     assert all(0 <= b.x1 < b.x2 <= 4000 and 0 <= b.y1 < b.y2 <= 3000 for b in boxes)
     assert abs(crop.width - box.width * reduced.scale_x) <= 2

@@ -319,7 +319,7 @@ def test_a_large_jpeg_is_analysed_from_a_reduced_decode_in_its_own_pixels(
     big = encode(canvas)
     added = services.images.add_image(tenant.account, "shop", product_id="big", pic_name="cat", picture=big)
     region = added.pic_info.region
-    assert 1500 <= region.x1 and region.x2 <= 4000 and 1000 <= region.y1 and region.y2 <= 3000
+    assert region.x1 >= 1500 and region.x2 <= 4000 and region.y1 >= 1000 and region.y2 <= 3000
     assert all(b.x2 <= 4000 and b.y2 <= 3000 for b in added.pic_info.multi_region)
     same = services.images.search_by_pic(tenant.account, "shop", big)
     assert (same.hits[0].record.pic_name, same.hits[0].score) == ("cat", 1.0)
