@@ -690,7 +690,7 @@ def add_work(
     embedded through it as the server does (``embed_several``); without, preprocess and network are
     called directly so ``laps`` can time them apart."""
     lap = laps.lap if laps is not None else (lambda _stage: None)
-    decoded = decode_image(body, SERVER_SETTINGS.image_limits)
+    decoded = decode_image(body, SERVER_SETTINGS.image_limits, reduced=True)
     lap("decode")
     picture, box, _ = prepare_for_embedding(decoded, None, True)
     lap("prepare (subject crop)")
@@ -813,7 +813,7 @@ def profile_search(
     step with the central and copy views, then ``_hydrate``. Returns the views searched (to check against
     ``first_search_views`` / ``search_views``) and how many hits the verification checked."""
     laps.start()
-    decoded = decode_image(query.body, SERVER_SETTINGS.image_limits)
+    decoded = decode_image(query.body, SERVER_SETTINGS.image_limits, reduced=True)
     laps.lap("decode")
     picture, _box, _ = prepare_for_embedding(decoded, None, True)
     laps.lap("prepare (subject crop)")
@@ -878,7 +878,7 @@ def stage_profile(
         views_match = True
         for q in queries[:2]:  # warm-up, and the views checked against the service's own choice
             got, _ = profile_search(q, embedder, manager, repo, instance_id, Laps())
-            decoded = decode_image(q.body, SERVER_SETTINGS.image_limits)
+            decoded = decode_image(q.body, SERVER_SETTINGS.image_limits, reduced=True)
             picture, _box, _ = prepare_for_embedding(decoded, None, True)
             first = first_search_views(decoded.image, picture, region_given=False)
             every = search_views(decoded.image, picture, region_given=False)
