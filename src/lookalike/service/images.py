@@ -12,6 +12,7 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
+from lookalike.bulk.analysis import StoredAnalysis, analyze_for_storage, choose_category, stored_picture
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain import keypoint_codec
@@ -20,7 +21,6 @@ from lookalike.domain.duplicates import Pair, pair
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.filters import Node, evaluate, parse_filter
 from lookalike.domain.models import (
-    OTHER_CATEGORY,
     Account,
     Attributes,
     AttributeUpdate,
@@ -30,7 +30,6 @@ from lookalike.domain.models import (
     PicInfo,
     SearchHit,
     SearchResult,
-    ServiceType,
 )
 from lookalike.domain.region import Box
 from lookalike.domain.validation import (
@@ -46,15 +45,15 @@ from lookalike.service.accounts import AccountService
 from lookalike.service.billing import BillingService
 from lookalike.service.limits import Operation, RateLimiter
 from lookalike.storage.accounts_repo import InstanceRepository
-from lookalike.storage.images_repo import ImageRepository, NewImage
+from lookalike.storage.images_repo import ImageRepository
 from lookalike.vectors.manager import IndexManager
-from lookalike.vision.categories import all_categories, predict_category
+from lookalike.vision.categories import all_categories
 from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
-from lookalike.vision.keypoints import inliers, query_keypoints, stored_keypoints
+from lookalike.vision.keypoints import inliers, query_keypoints
 from lookalike.vision.prepare import prepare_for_embedding
 from lookalike.vision.thumbnail import make_thumbnail
-from lookalike.vision.views import first_search_views, more_search_views, stored_views
+from lookalike.vision.views import first_search_views, more_search_views
 
 ACTIVE = "active"
 # Each query view's k nearest are asked for this many more than the page needs: the shortlist that the
@@ -93,19 +92,13 @@ class AddResult:
 
 @dataclass(frozen=True)
 class _Analysis:
+    """A search's picture: its first views embedded, and the rest to embed when the first find no copy."""
+
     views: np.ndarray  # (v, dim) reduced vectors, the primary view (Region / subject crop / whole) first
     weights: np.ndarray  # (v,) what each view's cosine counts for (lookalike.vision.views)
     pic_info: PicInfo
-    image: Image.Image  # the whole decoded picture (oriented RGB), for the thumbnail
     keypoints: keypoint_codec.Keypoints | None  # local features (None: the check is off)
-    # A search's further views, embedded only when its first ones found no verified copy.
     more_views: Callable[[], list[tuple[Image.Image, float]]]
-
-    @property
-    def vector(self) -> np.ndarray:
-        """The primary view's vector: what the index holds."""
-        primary: np.ndarray = self.views[0]
-        return primary
 
 
 @dataclass(frozen=True)
@@ -134,10 +127,6 @@ class Preview:
     jpeg: bytes
     width: int
     height: int
-
-
-def _no_views() -> list[tuple[Image.Image, float]]:
-    return []
 
 
 def _score(raw: float) -> float:
@@ -213,7 +202,7 @@ class ImageService:
         return instance
 
     # --- vision ---
-    def _analyze(
+    def _analyze_query(
         self,
         data: bytes,
         *,
@@ -221,42 +210,55 @@ class ImageService:
         crop: bool,
         instance: Instance,
         category_id: int | None,
-        for_search: bool = False,
-        with_keypoints: bool = False,
+        with_keypoints: bool,
     ) -> _Analysis:
-        """Decode, choose the views (lookalike.vision.views: the stored ones, or the searched ones), embed
-        them in one go, reduce them, and predict the category from the primary view; ``with_keypoints``: also
-        the local features of the check (a compare needs none)."""
+        """Decode a search's picture, embed its first views (lookalike.vision.views) in one go, reduce them
+        and predict the category from the primary view; ``with_keypoints``: also the query's local features
+        for the check. Its further views are embedded only when asked (``_every_view``)."""
         region_given = region is not None and bool(region.strip())
         # A Region is in the picture's own pixels and may be small: it is cut from the full decode.
         decoded = decode_image(data, self._limits, reduced=not region_given)
         picture, box, boxes = prepare_for_embedding(decoded, region, crop)
+        weighted = first_search_views(decoded.image, picture, region_given=region_given)
         keypoints = None
-        more_views: Callable[[], list[tuple[Image.Image, float]]] = _no_views
-        if for_search:
-            weighted = first_search_views(decoded.image, picture, region_given=region_given)
-            pictures = [view for view, _ in weighted]
-            weights = np.array([weight for _, weight in weighted], np.float32)
-            more_views = partial(more_search_views, decoded.image, region_given=region_given)
-            if with_keypoints:  # a given Region is what to look for, as for the views
-                keypoints = query_keypoints(picture if region_given else decoded.image)
-        else:
-            pictures = stored_views(decoded.image, picture)
-            weights = np.ones(len(pictures), np.float32)
-            if with_keypoints:
-                keypoints = stored_keypoints(decoded.image)
-        embedded = self._embedder.embed_several(pictures)
-        views = self._indexes.reduce(embedded.vectors)
-        probs = embedded.class_probs[0]
-        if instance.service_type is not ServiceType.PRODUCT:
-            category = OTHER_CATEGORY  # generic instances do not classify, as on Alibaba
-        elif category_id is not None:
-            validate_category(category_id)
-            category = category_id
-        else:
-            category = predict_category(probs)
-        info = PicInfo(category, box, boxes, all_categories())
-        return _Analysis(views, weights, info, decoded.image, keypoints, more_views)
+        if with_keypoints:  # a given Region is what to look for, as for the views
+            keypoints = query_keypoints(picture if region_given else decoded.image)
+        embedded = self._embedder.embed_several([view for view, _ in weighted])
+        category = choose_category(
+            embedded.class_probs[0], service_type=instance.service_type, category_id=category_id
+        )
+        return _Analysis(
+            self._indexes.reduce(embedded.vectors),
+            np.array([weight for _, weight in weighted], np.float32),
+            PicInfo(category, box, boxes, all_categories()),
+            keypoints,
+            partial(more_search_views, decoded.image, region_given=region_given),
+        )
+
+    def _every_view(self, analysis: _Analysis) -> tuple[np.ndarray, np.ndarray]:
+        """A query's first views with its further ones embedded and appended, and their weights."""
+        more = analysis.more_views()
+        if not more:
+            return analysis.views, analysis.weights
+        embedded = self._embedder.embed_several([view for view, _ in more])
+        views = np.vstack([analysis.views, self._indexes.reduce(embedded.vectors)])
+        return views, np.concatenate([analysis.weights, np.array([weight for _, weight in more], np.float32)])
+
+    def _analyze_for_storage(
+        self, data: bytes, *, region: str | None, crop: bool, instance: Instance, category_id: int | None
+    ) -> StoredAnalysis:
+        """What an add stores for the picture (lookalike.bulk.analysis, shared with the bulk import)."""
+        return analyze_for_storage(
+            data,
+            limits=self._limits,
+            embed=self._embedder.embed_several,
+            reduce=self._indexes.reduce,
+            region=region,
+            crop=crop,
+            service_type=instance.service_type,
+            category_id=category_id,
+            with_keypoints=self._copy_verification,
+        )
 
     # --- writes ---
     def add_image(
@@ -280,41 +282,30 @@ class ImageService:
         if category_id is not None:
             validate_category(category_id)
         instance = self._instance(account, instance_name, Operation.ADD)
-        analysis = self._analyze(
-            picture,
-            region=region,
-            crop=crop,
-            instance=instance,
-            category_id=category_id,
-            with_keypoints=self._copy_verification,
+        analysis = self._analyze_for_storage(
+            picture, region=region, crop=crop, instance=instance, category_id=category_id
         )
-        record = NewImage(
+        with_thumbnail = self._thumbnail_size is not None and (
+            self._thumbnails_max_capacity is None or instance.capacity <= self._thumbnails_max_capacity
+        )
+        new = stored_picture(
+            analysis,
             product_id=product_id,
             pic_name=pic_name,
-            category_id=analysis.pic_info.category_id,
             attributes=attributes,
             custom_content=custom_content,
-            region=analysis.pic_info.region.to_str(),
-            embedding=analysis.vector,
             model_id=self._indexes.model_id,
-            aux_embedding=analysis.views[1] if len(analysis.views) > 1 else None,
+            thumbnail_size=self._thumbnail_size if with_thumbnail else None,
         )
-        thumbnail = None
-        if self._thumbnail_size is not None and (
-            self._thumbnails_max_capacity is None or instance.capacity <= self._thumbnails_max_capacity
-        ):
-            thumbnail = make_thumbnail(analysis.image, self._thumbnail_size)
         with self._indexes.writing(instance.id) as index:
             capacity = self._billing.capacity_for_adds(instance)
             written = self._images.upsert(
                 instance.id,
-                record,
+                new.image,
                 capacity=capacity,
                 now=self._clock.now(),
-                thumbnail=thumbnail,
-                local_features=None
-                if analysis.keypoints is None
-                else keypoint_codec.encode(analysis.keypoints),
+                thumbnail=new.thumbnail,
+                local_features=new.local_features,
             )
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created, written.image_id)
@@ -404,13 +395,12 @@ class ImageService:
         started = time.perf_counter()
         node, threshold = self._check_search(options)
         instance = self._instance(account, instance_name, Operation.SEARCH)
-        analysis = self._analyze(
+        analysis = self._analyze_query(
             picture,
             region=region,
             crop=crop,
             instance=instance,
             category_id=options.category_id,
-            for_search=True,
             with_keypoints=self._copy_verification,
         )
         checked: dict[int, int] = {}  # id -> verified matches, shared by both steps
@@ -418,19 +408,16 @@ class ImageService:
         hits, matched = self._vector_search(
             instance, views, options, node, threshold, weights, keypoints=analysis.keypoints, checked=checked
         )
-        if max(checked.values(), default=0) < COPY_FOUND_MATCHES:
-            more = analysis.more_views()
-            if more:
-                embedded = self._embedder.embed_several([view for view, _ in more])
-                views = np.vstack([views, self._indexes.reduce(embedded.vectors)])
-                weights = np.concatenate([weights, np.array([weight for _, weight in more], np.float32)])
+        if max(checked.values(), default=0) < COPY_FOUND_MATCHES:  # no verified copy yet: every view
+            every, every_weight = self._every_view(analysis)
+            if len(every) > len(views):
                 hits, matched = self._vector_search(
                     instance,
-                    views,
+                    every,
                     options,
                     node,
                     threshold,
-                    weights,
+                    every_weight,
                     keypoints=analysis.keypoints,
                     checked=checked,
                 )
@@ -619,11 +606,14 @@ class ImageService:
     def compare(self, account: Account, instance_name: str, primary: bytes, secondary: bytes) -> float:
         instance = self._instance(account, instance_name, Operation.SEARCH)
         # The score a search for `primary` would give `secondary` if it were stored.
-        first = self._analyze(
-            primary, region=None, crop=True, instance=instance, category_id=None, for_search=True
+        query = self._analyze_query(
+            primary, region=None, crop=True, instance=instance, category_id=None, with_keypoints=False
         )
-        second = self._analyze(secondary, region=None, crop=True, instance=instance, category_id=None)
-        return _score(float(((first.views @ second.views.T) * first.weights[:, None]).max()))
+        views, weights = self._every_view(query)
+        stored = self._analyze_for_storage(
+            secondary, region=None, crop=True, instance=instance, category_id=None
+        )
+        return _score(float(((views @ stored.views.T) * weights[:, None]).max()))
 
     def detail(self, account: Account, instance_name: str) -> InstanceDetail:
         # Detail works on unavailable instances too (billing needs it), so no status gate here.
