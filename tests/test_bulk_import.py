@@ -620,3 +620,47 @@ def test_bulk_writer_applies_each_batch_to_a_shared_milvus_index(
     finally:
         services.close()
         _drop_collections(uri, prefix)
+
+
+def test_manifest_rows_parse_as_the_api_does(tmp_path: Path) -> None:
+    """A manifest's fields become an add's options (strings or JSON values alike); a bad one is that row's
+    error; a key given twice keeps its last line (what adds in order would leave)."""
+    from lookalike.bulk.rows import AddRow, add_row, last_of_each_key
+    from lookalike.importer import ImportItem
+
+    item = ImportItem(
+        tmp_path / "a.jpg",
+        "sku",
+        "a.jpg",
+        {
+            "int_attr": "7",
+            "int_attr2": 8,
+            "str_attr": "red",
+            "crop": "false",
+            "category_id": "3",
+            "region": "",
+        },
+    )
+    row = add_row(item)
+    assert (row.attributes.int_attr, row.attributes.int_attr2, row.attributes.str_attr) == (7, 8, "red")
+    assert (row.crop, row.category_id, row.region) == (False, 3, None)
+    for fields, code in (
+        ({"int_attr": "x"}, "InvalidIntAttr"),
+        ({"int_attr3": 1.5}, "InvalidIntAttr3"),
+        ({"crop": "maybe"}, "InvalidParameter"),
+        ({"category_id": 999}, "InvalidCategory"),
+        ({"str_attr": "x" * 200}, "InvalidStrAttr"),
+    ):
+        with pytest.raises(LookalikeError) as bad:
+            add_row(ImportItem(tmp_path / "a.jpg", "sku", "a.jpg", fields))
+        assert bad.value.code == code, fields
+    with pytest.raises(LookalikeError):
+        add_row(ImportItem(tmp_path / "a.jpg", "", "a.jpg"))
+    twice = [
+        ImportItem(tmp_path / "1.jpg", "p", "x", {"int_attr": 1}),
+        ImportItem(tmp_path / "2.jpg", "p", "y"),
+        ImportItem(tmp_path / "3.jpg", "p", "x", {"int_attr": 3}),
+    ]
+    kept = last_of_each_key(twice)
+    assert [(i.pic_name, i.path.name) for i in kept] == [("y", "2.jpg"), ("x", "3.jpg")]
+    assert AddRow.from_json(row.to_json()) == row  # what travels to the workers
