@@ -182,6 +182,14 @@ def analyze_many(
     return results
 
 
+def thumbnail_size_for(capacity: int, *, size: int | None, max_capacity: int | None) -> int | None:
+    """The thumbnail an add stores for an instance of this capacity: ``size`` (None: thumbnails are off),
+    except for instances whose package holds more than ``max_capacity`` pictures (None: no limit)."""
+    if size is None or (max_capacity is not None and capacity > max_capacity):
+        return None
+    return size
+
+
 def stored_picture(
     analysis: StoredAnalysis,
     *,

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from lookalike.bulk.analysis import thumbnail_size_for
 from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.domain import errors as e
@@ -97,10 +98,11 @@ class BulkWriter:
     def thumbnail_size(self, instance: Instance) -> int | None:
         """The thumbnail an add would store for this instance (None: none), as ImageService decides."""
         settings = self._settings
-        if not settings.thumbnails:
-            return None
-        limit = settings.thumbnails_max_capacity
-        return settings.thumbnail_size if limit is None or instance.capacity <= limit else None
+        return thumbnail_size_for(
+            instance.capacity,
+            size=settings.thumbnail_size if settings.thumbnails else None,
+            max_capacity=settings.thumbnails_max_capacity,
+        )
 
     def check_capacity(self, instance: Instance, keys: Sequence[tuple[str, str]]) -> dict[str, int]:
         """Refuse (INSTANCE_OVER_QUOTA) before anything is written when the keys the instance does not
