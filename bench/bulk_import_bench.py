@@ -384,7 +384,7 @@ def main() -> None:
     parser.add_argument("--write-batch", type=int, default=256)
     parser.add_argument("--http-clients", type=int, default=8)
     parser.add_argument("--write-rows", type=int, default=20_000)
-    parser.add_argument("--engines", default="local,ray")
+    parser.add_argument("--engines", default="ray,local")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/lookalike-bulk-bench"))
     parser.add_argument("--postgres-url", default=os.environ.get("LOOKALIKE_TEST_POSTGRES_URL"))
     parser.add_argument("--milvus-uri", default=os.environ.get("LOOKALIKE_TEST_MILVUS_URI"))
@@ -400,6 +400,33 @@ def main() -> None:
     print(f"{args.count} pictures ready in {drawn_s:.0f} s: {manifest}", flush=True)
     models = args.cache / "models"
     results: dict[str, Any] = {}
+    out: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "pictures": {
+            "count": args.count,
+            "drawn_by": "bench/e2e_bench.py PictureMaker, seeds 0..count-1: a random crop (35-100% of the "
+            "area, aspect 3:4-4:3), resize (longest side 400-640 px), 50% mirror, brightness/contrast "
+            "0.8-1.2 and colour 0.7-1.3 of one of scikit-image's bundled photos (tests/photos.py), JPEG q90",
+            "manifest": "3 pictures per ProductId, IntAttr = seed % 100",
+            "draw_seconds": round(drawn_s, 1),
+        },
+        "engines": results,
+    }
+
+    def save() -> None:  # after each step: an interrupted run keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+    # The write side first (short), then the engines.
+    with fresh_database(args.postgres_url) as url:
+        work = args.cache / f"run-writes-{uuid.uuid4().hex[:6]}"
+        settings = Settings(data_dir=work / "data", database_url=url, model_cache_dir=models)
+        out["write_ceiling"] = writes = write_ceiling(
+            settings, args.write_rows, args.write_batch, args.milvus_uri
+        )
+    print(f"writes: {writes}", flush=True)
+    save()
     for engine in [e for e in args.engines.split(",") if e]:
         work = args.cache / f"run-{engine}-{uuid.uuid4().hex[:6]}"
         work.mkdir(parents=True)
@@ -413,30 +440,11 @@ def main() -> None:
                 )
         results[engine]["load_avg_after"] = list(os.getloadavg())
         print(f"{engine}: {results[engine]}", flush=True)
-    with fresh_database(args.postgres_url) as url:
-        work = args.cache / f"run-writes-{uuid.uuid4().hex[:6]}"
-        settings = Settings(data_dir=work / "data", database_url=url, model_cache_dir=models)
-        writes = write_ceiling(settings, args.write_rows, args.write_batch, args.milvus_uri)
-    print(f"writes: {writes}", flush=True)
+        if "ray" in results:
+            out["projection"] = projection(results["ray"], writes)
+        save()
     info["load_avg_at_end"] = list(os.getloadavg())
-    out = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": info,
-        "pictures": {
-            "count": args.count,
-            "drawn_by": "bench/e2e_bench.py PictureMaker, seeds 0..count-1: a random crop (35-100% of the "
-            "area, aspect 3:4-4:3), resize (longest side 400-640 px), 50% mirror, brightness/contrast "
-            "0.8-1.2 and colour 0.7-1.3 of one of scikit-image's bundled photos (tests/photos.py), JPEG q90",
-            "manifest": "3 pictures per ProductId, IntAttr = seed % 100",
-            "draw_seconds": round(drawn_s, 1),
-        },
-        "engines": results,
-        "write_ceiling": writes,
-    }
-    if "ray" in results:
-        out["projection"] = projection(results["ray"], writes)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    save()
     print_table(out)
 
 
