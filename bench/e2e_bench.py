@@ -60,7 +60,6 @@ import importlib.util
 import itertools
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -75,11 +74,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import faiss
 import httpx
 import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageEnhance, ImageOps
+from run_info import machine_info
 from sqlalchemy import func, insert, select
 
 from lookalike.config import Settings
@@ -1020,44 +1019,6 @@ def summarize_spy(raw: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- main
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in ln
-        ),
-        "?",
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "load_avg_at_start": list(os.getloadavg()),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "faiss": faiss.__version__,
-        "numpy": np.__version__,
-        # Other work may be in progress in the tree; the server runs whatever src/ holds.
-        "git_head": _git("rev-parse", "--short", "HEAD"),
-        "git_src_dirty": bool(_git("status", "--porcelain", "--", "src")),
-        "git_dirty": bool(_git("status", "--porcelain")),
-        # The server inherits this environment: BLAS / OpenMP threads change the small matrix products
-        # (the reduction of a search's views) a lot on a shared 2-core machine.
-        "thread_env": {
-            k: os.environ.get(k)
-            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOOKALIKE_EMBED_THREADS")
-        },
-    }
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
 
 
 def _stage_rows(title: str, part: dict[str, Any]) -> None:

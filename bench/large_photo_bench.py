@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+
+from run_info import machine_info  # noqa: E402
 
 from lookalike.vision.decode import decode_image  # noqa: E402
 from lookalike.vision.embedder import EfficientNetEmbedder, limit_blas_threads, preprocess  # noqa: E402
@@ -79,7 +79,7 @@ def run(
 
 def main() -> None:
     limit_blas_threads()
-    load_start = os.getloadavg()
+    machine = machine_info()
     embedder = EfficientNetEmbedder(Path("/tmp/lookalike-bench-cache"), intra_op_threads=1)
     embedder.load()
     photos = [im.convert("RGB") for im in sample_photos().values()]
@@ -137,15 +137,7 @@ def main() -> None:
         json.dumps(
             {
                 "date": time.strftime("%Y-%m-%d"),
-                "machine": {
-                    "nproc": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "load_avg_at_start": load_start,
-                    "load_avg_at_end": os.getloadavg(),
-                    "git_head": subprocess.run(
-                        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-                    ).stdout.strip(),
-                },
+                "machine": machine | {"load_avg_at_end": list(os.getloadavg())},
                 "pictures": "the 22 scikit-image photos of tests/photos.py, bicubic to each size, JPEG q90",
                 "cpu": "time.process_time, one ONNX Runtime thread",
                 "rows": rows,

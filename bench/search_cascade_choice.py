@@ -36,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,6 +50,7 @@ import copy_features  # noqa: E402
 import copy_rerank_choice  # noqa: E402
 import copy_verification_choice as cvc  # noqa: E402
 from copy_retrieval_choice import split_of  # noqa: E402
+from run_info import machine_info  # noqa: E402
 
 from lookalike.domain import copy_score  # noqa: E402
 from lookalike.service.images import VERIFIED_HITS  # noqa: E402
@@ -83,7 +82,7 @@ def verified_order(
 
 def main() -> None:
     started = time.time()
-    load_start = os.getloadavg()
+    machine = machine_info()
     features, corpus = copy_features.load_or_build(200, 5000, 0)
     key = "200-5000-0"
     index = {name: i for i, name in enumerate(features.db_names)}
@@ -193,15 +192,7 @@ def main() -> None:
         json.dumps(
             {
                 "date": time.strftime("%Y-%m-%d"),
-                "machine": {
-                    "nproc": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "load_avg_at_start": load_start,
-                    "load_avg_at_end": os.getloadavg(),
-                    "git_head": subprocess.run(
-                        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-                    ).stdout.strip(),
-                },
+                "machine": machine | {"load_avg_at_end": list(os.getloadavg())},
                 "queries": n,
                 "results": results,
                 "lost_by_stopping": {str(m): v for m, v in lost.items()},
