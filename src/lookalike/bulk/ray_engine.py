@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import time
 from collections.abc import Callable, Iterator
@@ -148,8 +149,6 @@ class ResultFile:
             self.first.append(entry)
 
     def close(self) -> None:
-        import os
-
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()
