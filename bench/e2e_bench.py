@@ -775,7 +775,7 @@ def _search_round(
     ``counts`` (id -> matches) is shared by the two steps, as the service shares ``checked``."""
     scope = manager.scope(instance_id, None, None)
     k = min(scope.cap, SEARCH_NUM + SHORTLIST_MARGIN)
-    shortlist = np.unique(np.concatenate([scope.top(view, k)[0] for view in views]))
+    shortlist = np.unique(np.concatenate(scope.top_many(views, k)))
     laps.lap(f"{step}: index search")
     stored = repo.views_by_id(instance_id, shortlist.tolist())
     kept = [i for i in shortlist.tolist() if i in stored]

@@ -662,7 +662,7 @@ class ImageService:
             {} if checked is None else checked
         )  # id -> inliers, kept over the rounds of a growing shortlist
         while True:
-            found = [scope.top(view, k)[0] for view in views]
+            found = scope.top_many(views, k)  # one index pass for every view
             shortlist = np.unique(np.concatenate([*found, extra]))
             ids, scores = self._rescore(instance.id, views, weights, shortlist)
             if lexical:
