@@ -183,8 +183,11 @@ def test_import_resumes_after_a_crash_without_duplicates(
         (product / f"view-{i % 3}.jpg").write_bytes(make_photo(300, 240, seed=100 + i))
 
     server = ServerProcess(data_dir, model_cache, tmp_path / "server.log", database_url)
+    # A GPU asked for on a machine without one (CI has none): the server starts on the CPU and says so.
+    server.env["LOOKALIKE_DEVICE"] = "cuda"
     server.start()
     try:
+        assert "image model on cpu (setting device = cuda)" in (tmp_path / "server.log").read_text()
         # The first start created the operator, printed its console password and saved it (mode 0600).
         saved = json.loads((data_dir / "admin-credentials.json").read_text())
         assert (data_dir / "admin-credentials.json").stat().st_mode & 0o777 == 0o600

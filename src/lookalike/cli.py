@@ -70,6 +70,11 @@ def _save_admin_credentials(data_dir: Path, payload: dict[str, str]) -> Path:
 
 
 # --- serve ---
+def _model_device(services: Services) -> str:
+    """Where the image model runs, as the start-up banner says it (lookalike.vision.embedder)."""
+    return str(getattr(services.batcher.embedder, "device", "cpu"))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -116,6 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  console password: lookalike admin set-password {admin.name}", flush=True)
     print(
         f"Lookalike listening on {base_url}  (API docs: {base_url}/docs, console: {base_url}/console)\n"
+        f"  image model on {_model_device(services)} (setting device = {settings.device})\n"
         f"  try: curl -u KEY_ID:SECRET {base_url}/v1/instances",
         flush=True,
     )
