@@ -33,13 +33,13 @@ from PIL import Image
 
 from conftest import Tenant, grant_instance, make_tenant
 from lookalike.api.rest.app import create_app
-from lookalike.bulk.analysis import PictureRequest, analyze_many, stored_picture
 from lookalike.clock import ManualClock
 from lookalike.config import Settings
 from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError
 from lookalike.domain.models import Attributes, ServiceType
 from lookalike.importer import run_import
 from lookalike.service.container import Services, build_services
+from lookalike.service.picture_analysis import PictureRequest, analyze_many, stored_picture
 from lookalike.storage.images_repo import NewImage, NewPicture, blob_to_vector
 from lookalike.storage.tables import changes, images, keypoints, thumbnails
 from lookalike.vectors.reduction import packaged as packaged_reduction

@@ -4,9 +4,9 @@ The driver reads the manifest (or directory), drops what the journal says is don
 add's options (a bad attribute is that row's error), and refuses the whole import before anything is written
 when the instance could not hold its new keys. Ray Data then spreads the pictures over a pool of analysis
 actors (one EfficientNet each; as many as ``workers``, on whichever nodes have room), which read the files,
-decode and embed a batch at a time (lookalike.bulk.analysis, the add's own code) and hand back the rows an add
-would write. The driver writes them a batch per transaction into the operator's database and index
-(lookalike.bulk.writer), then records the batch's keys in an fsync'd journal.
+decode and embed a batch at a time (lookalike.service.picture_analysis, the add's own code) and hand back
+the rows an add would write. The driver writes them a batch per transaction into the operator's database and
+index (lookalike.bulk.writer), then records the batch's keys in an fsync'd journal.
 
 Resuming: a killed worker actor is restarted by Ray and its batch retried; a killed driver is re-run and skips
 the journal's keys. A batch that was committed but not journaled is written again as an overwrite (adds are
@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.bulk.analysis import PictureRequest, analyze_many, stored_picture
 from lookalike.bulk.rows import AddRow, add_row, last_of_each_key
 from lookalike.bulk.writer import BulkWriter
 from lookalike.config import Settings
@@ -35,6 +34,7 @@ from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import ServiceType
 from lookalike.importer import ImportItem, Journal, items_from_directory, items_from_manifest
+from lookalike.service.picture_analysis import PictureRequest, analyze_many, stored_picture
 from lookalike.storage.images_repo import NewPicture
 from lookalike.vision.decode import ImageLimits
 from lookalike.vision.embedder import Device

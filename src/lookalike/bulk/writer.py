@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from lookalike.bulk.analysis import thumbnail_size_for
 from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.domain import errors as e
@@ -22,6 +21,7 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Instance
 from lookalike.service.billing import BillingService
 from lookalike.service.container import build_billing_service, open_database, vector_backend
+from lookalike.service.picture_analysis import thumbnail_size_for
 from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.images_repo import ImageRepository, NewPicture, WriteResult
 from lookalike.vectors.manager import IndexManager

@@ -12,7 +12,6 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-from lookalike.bulk.analysis import StoredAnalysis, analyze_for_storage, choose_category, stored_picture
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain import keypoint_codec
@@ -44,6 +43,13 @@ from lookalike.domain.validation import (
 from lookalike.service.accounts import AccountService
 from lookalike.service.billing import BillingService
 from lookalike.service.limits import Operation, RateLimiter
+from lookalike.service.picture_analysis import (
+    StoredAnalysis,
+    analyze_for_storage,
+    choose_category,
+    stored_picture,
+    thumbnail_size_for,
+)
 from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.vectors.manager import IndexManager
@@ -247,7 +253,8 @@ class ImageService:
     def _analyze_for_storage(
         self, data: bytes, *, region: str | None, crop: bool, instance: Instance, category_id: int | None
     ) -> StoredAnalysis:
-        """What an add stores for the picture (lookalike.bulk.analysis, shared with the bulk import)."""
+        """What an add stores for the picture (lookalike.service.picture_analysis, shared with the bulk
+        import)."""
         return analyze_for_storage(
             data,
             limits=self._limits,
@@ -285,9 +292,6 @@ class ImageService:
         analysis = self._analyze_for_storage(
             picture, region=region, crop=crop, instance=instance, category_id=category_id
         )
-        with_thumbnail = self._thumbnail_size is not None and (
-            self._thumbnails_max_capacity is None or instance.capacity <= self._thumbnails_max_capacity
-        )
         new = stored_picture(
             analysis,
             product_id=product_id,
@@ -295,7 +299,9 @@ class ImageService:
             attributes=attributes,
             custom_content=custom_content,
             model_id=self._indexes.model_id,
-            thumbnail_size=self._thumbnail_size if with_thumbnail else None,
+            thumbnail_size=thumbnail_size_for(
+                instance.capacity, size=self._thumbnail_size, max_capacity=self._thumbnails_max_capacity
+            ),
         )
         with self._indexes.writing(instance.id) as index:
             capacity = self._billing.capacity_for_adds(instance)

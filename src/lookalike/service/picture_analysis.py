@@ -1,10 +1,10 @@
 """What an add stores for one picture, computed from its bytes: the stored views' reduced vectors, the
 category, the Region and MultiRegion, the local features and the thumbnail.
 
-The image service's add and the bulk import's workers both call these functions, so a picture imported in
-bulk is stored exactly as an add stores it. The embedder and the reduction come in as plain callables: a
-service passes its MicroBatcher's ``embed_several``, a Ray worker its own model's ``embed`` over a whole
-batch (``analyze_many``: every view of every picture in one model call).
+The image service's add and the bulk import's workers (lookalike.bulk) both call these functions, so a
+picture imported in bulk is stored exactly as an add stores it. The embedder and the reduction come in as
+plain callables: a service passes its MicroBatcher's ``embed_several``, a Ray worker its own model's
+``embed`` over a whole batch (``analyze_many``: every view of every picture in one model call).
 """
 
 from __future__ import annotations
