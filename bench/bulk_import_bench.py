@@ -33,7 +33,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from run_info import git, machine_info
 
 from lookalike.clock import SystemClock
 from lookalike.config import Settings
@@ -346,31 +346,13 @@ def projection(ray: dict[str, Any], writes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-
 def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in ln
-        ),
-        "?",
-    )
     import ray
 
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
+    return machine_info() | {
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
         "ray": ray.__version__,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_src_dirty": bool(_git("status", "--porcelain", "--", "src")),
-        "load_avg_at_start": list(os.getloadavg()),
+        "git_commit": git("rev-parse", "HEAD"),
     }
 
 
