@@ -57,7 +57,7 @@ from lookalike.vision.categories import all_categories
 from lookalike.vision.decode import ImageLimits, decode_image
 from lookalike.vision.embedder import MicroBatcher
 from lookalike.vision.keypoints import inliers, query_keypoints
-from lookalike.vision.prepare import prepare_for_embedding
+from lookalike.vision.prepare import decode_and_prepare, region_given
 from lookalike.vision.thumbnail import make_thumbnail
 from lookalike.vision.views import first_search_views, more_search_views
 
@@ -221,14 +221,12 @@ class ImageService:
         """Decode a search's picture, embed its first views (lookalike.vision.views) in one go, reduce them
         and predict the category from the primary view; ``with_keypoints``: also the query's local features
         for the check. Its further views are embedded only when asked (``_every_view``)."""
-        region_given = region is not None and bool(region.strip())
-        # A Region is in the picture's own pixels and may be small: it is cut from the full decode.
-        decoded = decode_image(data, self._limits, reduced=not region_given)
-        picture, box, boxes = prepare_for_embedding(decoded, region, crop)
-        weighted = first_search_views(decoded.image, picture, region_given=region_given)
+        decoded, picture, box, boxes = decode_and_prepare(data, self._limits, region, crop)
+        given = region_given(region)
+        weighted = first_search_views(decoded.image, picture, region_given=given)
         keypoints = None
         if with_keypoints:  # a given Region is what to look for, as for the views
-            keypoints = query_keypoints(picture if region_given else decoded.image)
+            keypoints = query_keypoints(picture if given else decoded.image)
         embedded = self._embedder.embed_several([view for view, _ in weighted])
         category = choose_category(
             embedded.class_probs[0], service_type=instance.service_type, category_id=category_id
@@ -238,7 +236,7 @@ class ImageService:
             np.array([weight for _, weight in weighted], np.float32),
             PicInfo(category, box, boxes, all_categories()),
             keypoints,
-            partial(more_search_views, decoded.image, region_given=region_given),
+            partial(more_search_views, decoded.image, region_given=given),
         )
 
     def _every_view(self, analysis: _Analysis) -> tuple[np.ndarray, np.ndarray]:
@@ -664,9 +662,8 @@ class ImageService:
         # Over-fetch: stale hits, duplicates of a product and the threshold all thin the list. A shared index
         # may still hold rows SQL deleted (Milvus shows deletes late), so its cap is not SQL's count.
         k = min(scope.cap, need * (4 if options.distinct_product_id else 1) + SHORTLIST_MARGIN)
-        checked = (
-            {} if checked is None else checked
-        )  # id -> inliers, kept over the rounds of a growing shortlist
+        # id -> inliers, kept over the rounds of a growing shortlist
+        checked = {} if checked is None else checked
         while True:
             found = scope.top_many(views, k)  # one index pass for every view
             shortlist = np.unique(np.concatenate([*found, extra]))

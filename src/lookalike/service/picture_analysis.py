@@ -22,10 +22,10 @@ from lookalike.domain.region import Box
 from lookalike.domain.validation import validate_category
 from lookalike.storage.images_repo import NewImage, NewPicture
 from lookalike.vision.categories import all_categories, predict_category
-from lookalike.vision.decode import ImageLimits, decode_image
+from lookalike.vision.decode import ImageLimits
 from lookalike.vision.embedder import EmbedResult
 from lookalike.vision.keypoints import stored_keypoints
-from lookalike.vision.prepare import prepare_for_embedding
+from lookalike.vision.prepare import decode_and_prepare
 from lookalike.vision.thumbnail import make_thumbnail
 from lookalike.vision.views import stored_views
 
@@ -70,9 +70,7 @@ def prepare_for_storage(
 ) -> PreparedPicture:
     """Decode (raises LookalikeError on a bad picture or Region), choose the stored views
     (lookalike.vision.views) and compute the local features."""
-    # As an add decodes: a Region is cut from the full decode (lookalike.service.images._analyze).
-    decoded = decode_image(data, limits, reduced=not (region is not None and region.strip()))
-    picture, box, boxes = prepare_for_embedding(decoded, region, crop)
+    decoded, picture, box, boxes = decode_and_prepare(data, limits, region, crop)
     views = stored_views(decoded.image, picture)
     keypoints = stored_keypoints(decoded.image) if with_keypoints else None
     return PreparedPicture(decoded.image, views, box, boxes, keypoints)

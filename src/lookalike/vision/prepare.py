@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 from PIL import Image
 
 from lookalike.domain.region import Box, parse_region, whole_image
-from lookalike.vision.decode import DecodedImage
+from lookalike.vision.decode import DecodedImage, ImageLimits, decode_image
 from lookalike.vision.subject import detect_subjects
+
+
+def region_given(region: str | None) -> TypeGuard[str]:
+    """Whether a Region was given: a blank one counts as none (form clients may send "Region=")."""
+    return region is not None and bool(region.strip())
+
+
+def decode_and_prepare(
+    data: bytes, limits: ImageLimits, region: str | None, crop: bool
+) -> tuple[DecodedImage, Image.Image, Box, list[Box]]:
+    """``decode_image`` then ``prepare_for_embedding``, as adds and searches do: the decode is reduced
+    unless a Region is given (it is in the picture's own pixels and may be small, so it is cut from the
+    full decode)."""
+    decoded = decode_image(data, limits, reduced=not region_given(region))
+    return (decoded, *prepare_for_embedding(decoded, region, crop))
 
 
 def prepare_for_embedding(
@@ -26,7 +42,7 @@ def prepare_for_embedding(
     the box is the whole picture.
     """
     width, height = decoded.width, decoded.height
-    if region is not None and region.strip():
+    if region_given(region):
         box = parse_region(region, width, height)
         subjects = _in_picture_pixels(decoded, detect_subjects(decoded.image))
     elif crop:
