@@ -17,7 +17,7 @@ from lookalike.cli import _settings, build_parser
 from lookalike.config import Bucket, ConfigError, Settings, _show, env_name, env_values, settings_reference
 from lookalike.vision.decode import ImageLimits
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_from_env_parses_each_kind_of_field() -> None:

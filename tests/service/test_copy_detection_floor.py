@@ -22,7 +22,7 @@ from conftest import Tenant
 from lookalike.service.container import Services
 from lookalike.service.images import SearchOptions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import picture_corpus
 from copy_features import query_seed

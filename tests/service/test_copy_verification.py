@@ -26,7 +26,7 @@ from lookalike.storage.tables import keypoints
 from lookalike.vision.keypoints import STORED_FEATURES, inliers, query_keypoints, stored_keypoints
 from photos import encode, load_photo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, where copy_edits.py lives
 import copy_edits
 
 # --- the stored encoding (pure) ---

@@ -26,7 +26,7 @@ from lookalike.vectors.local_index import LocalIndex
 from lookalike.vectors.manager import IndexManager
 from lookalike.vectors.reduction import packaged
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where index_writer.py lives
 
 
 def live_ids(services: Services, instance_id: str) -> set[int]:
