@@ -38,7 +38,7 @@ K 10, PULL 0.8, CAP 40 (tune 0.9943, held-out 0.9871) over it (tune 0.9932, held
 queries of 1768, within the noise of either part) at half the stored bytes and two thirds of the CPU, so
 that ships. One step was then added for a product test, not for this benchmark: hits with comparable
 matches count alike (``peer_matches``), because a half of a photo stores its features twice as densely as
-the photo and outranked the whole photo for a crop of it (tests/test_alibaba_actions.py, fifty photos);
+the photo and outranked the whole photo for a crop of it (tests/api/test_alibaba_actions.py, fifty photos);
 the row "toward 1 + peers" shows what it costs here.
 
 Reported per row: recall@1 overall and of the 4 weakest edit families on each part; CPU ms per query

@@ -22,7 +22,7 @@ near-duplicates dropped (in-process, subject crop against subject crop): tune re
 
 The shrink ``s`` = 2.0 (the eigenvalues run from 0.1 to 375, median 0.54) keeps the weakest directions from
 being amplified ~20x: unshrunk, a central 70 % crop of the astronaut photo found its own left half first
-among the decoys of ``tests/test_alibaba_actions.py`` (by 0.019). Measured with the four search views
+among the decoys of ``tests/api/test_alibaba_actions.py`` (by 0.019). Measured with the four search views
 (tune / held-out recall@1): s = 0: 0.9853 / 0.9779; 0.5: 0.9825 / 0.9816; 1: 0.9819 / 0.9779; 2: 0.9819 /
 0.9767 (and no decoy wins); 4: 0.9802 / 0.9724.
 
