@@ -23,21 +23,11 @@ from typing import Any
 
 import httpx
 
+from lookalike.domain.attributes import SLOTS
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-ATTRIBUTE_FIELDS = (
-    "category_id",
-    "int_attr",
-    "int_attr2",
-    "int_attr3",
-    "int_attr4",
-    "str_attr",
-    "str_attr2",
-    "str_attr3",
-    "str_attr4",
-    "custom_content",
-    "region",
-    "crop",
-)
+# The manifest fields an item carries to its add, under the native API's names.
+ATTRIBUTE_FIELDS = ("category_id", *(slot.name for slot in SLOTS), "custom_content", "region", "crop")
 MAX_ATTEMPTS = 8
 
 
@@ -62,6 +52,10 @@ def items_from_directory(root: Path) -> Iterator[ImportItem]:
             yield ImportItem(path, relative.parts[0], "/".join(relative.parts[1:]))
 
 
+class ManifestError(ValueError):
+    """A manifest line that is not a JSON object with a "path" (the message names the file and line)."""
+
+
 def items_from_manifest(manifest: Path) -> Iterator[ImportItem]:
     with manifest.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -80,7 +74,7 @@ def items_from_manifest(manifest: Path) -> Iterator[ImportItem]:
                     fields,
                 )
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{manifest}:{number}: bad manifest line ({exc})") from exc
+                raise ManifestError(f"{manifest}:{number}: bad manifest line ({exc})") from exc
 
 
 class Journal:

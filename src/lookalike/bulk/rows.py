@@ -9,20 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from lookalike.domain import errors as e
+from lookalike.domain.attributes import INT_SLOTS, STR_SLOTS, Attributes, validate_slot
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.loose_values import parse_int
-from lookalike.domain.models import Attributes
-from lookalike.domain.validation import (
-    validate_category,
-    validate_custom_content,
-    validate_int_attr,
-    validate_key,
-    validate_str_attr,
-)
+from lookalike.domain.validation import validate_category, validate_custom_content, validate_key
 from lookalike.importer import ImportItem
-
-_INT_SLOTS = ("int_attr", "int_attr2", "int_attr3", "int_attr4")
-_STR_SLOTS = ("str_attr", "str_attr2", "str_attr3", "str_attr4")
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ class AddRow:
             category_id=raw["category_id"],
             crop=raw["crop"],
             region=raw["region"],
-            attributes=Attributes(**raw["attributes"]),
+            attributes=Attributes.from_fields(raw["attributes"]),
             custom_content=raw["custom_content"],
         )
 
@@ -101,15 +92,14 @@ def add_row(item: ImportItem) -> AddRow:
     """Parse and validate an item's fields as an add would (raises LookalikeError: that row's error)."""
     validate_key(item.product_id, item.pic_name)
     fields = item.fields
-    ints: dict[str, int] = {}
-    for slot, name in enumerate(_INT_SLOTS, 1):
-        code = e.INVALID_INT_ATTR if slot == 1 else f"{e.INVALID_INT_ATTR}{slot}"
-        ints[name] = _integer(fields[name], name, code) if fields.get(name) is not None else 0
-        validate_int_attr(ints[name], slot)
-    texts: dict[str, str] = {}
-    for slot, name in enumerate(_STR_SLOTS, 1):
-        texts[name] = _text(fields.get(name), name)
-        validate_str_attr(texts[name], slot)
+    values: dict[str, int | str] = {}
+    for slot in INT_SLOTS:
+        name = slot.name
+        values[name] = _integer(fields[name], name, slot.error_code) if fields.get(name) is not None else 0
+        validate_slot(slot, values[name])
+    for slot in STR_SLOTS:
+        values[slot.name] = _text(fields.get(slot.name), slot.name)
+        validate_slot(slot, values[slot.name])
     custom_content = _text(fields.get("custom_content"), "custom_content")
     validate_custom_content(custom_content)
     category_id: int | None = None
@@ -126,7 +116,7 @@ def add_row(item: ImportItem) -> AddRow:
         category_id=category_id,
         crop=crop,
         region=region,
-        attributes=Attributes(**ints, **texts),  # type: ignore[arg-type]
+        attributes=Attributes.from_fields(values),
         custom_content=custom_content,
     )
 

@@ -25,10 +25,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias, cast
 
+from lookalike.domain.attributes import INT64_MAX as INT64_MAX
+from lookalike.domain.attributes import INT64_MIN as INT64_MIN
+from lookalike.domain.attributes import INT_SLOTS, STR_SLOTS
 from lookalike.domain.errors import INVALID_FILTER_CLAUSE, LookalikeError
 
-INT_FIELDS: Final[frozenset[str]] = frozenset({"int_attr", "int_attr2", "int_attr3", "int_attr4"})
-STR_FIELDS: Final[frozenset[str]] = frozenset({"str_attr", "str_attr2", "str_attr3", "str_attr4"})
+# A filter names the attribute slots by their names (int_attr, str_attr2, ...).
+INT_FIELDS: Final[frozenset[str]] = frozenset(slot.name for slot in INT_SLOTS)
+STR_FIELDS: Final[frozenset[str]] = frozenset(slot.name for slot in STR_SLOTS)
 
 INT_OPS: Final[frozenset[str]] = frozenset({">", ">=", "<", "<=", "=", "!="})
 STR_OPS: Final[frozenset[str]] = frozenset({"=", "!="})
@@ -36,9 +40,6 @@ STR_OPS: Final[frozenset[str]] = frozenset({"=", "!="})
 MAX_FILTER_LENGTH: Final = 4096
 # Recursion guard: 4096 characters of "(" would otherwise overflow Python's stack.
 MAX_NESTING_DEPTH: Final = 32
-
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
 
 
 class FilterSyntaxError(LookalikeError):

@@ -10,8 +10,10 @@ import math
 import re
 from typing import Any, Final
 
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
+# The range of the stores' integer columns (re-exported: callers bound their numbers with it).
+from lookalike.domain.attributes import INT64_MAX as INT64_MAX
+from lookalike.domain.attributes import INT64_MIN as INT64_MIN
+
 MAX_JSON_DEPTH: Final = 64  # no request of ours nests deeper than 3; a deep body is an attack or a bug
 
 _WHOLE = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: int() also takes "1_000" and "５"

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 
+# The attribute records live with the slots they are made of; re-exported here, where records are found.
+from lookalike.domain.attributes import Attributes as Attributes
+from lookalike.domain.attributes import AttributeUpdate as AttributeUpdate
 from lookalike.domain.region import Box
 
 
@@ -50,50 +53,6 @@ class Instance:
     status: str
     created_at: datetime
     expires_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Attributes:
-    """The filterable and returned fields of a picture; unset ints are 0, unset strings ""."""
-
-    int_attr: int = 0
-    int_attr2: int = 0
-    int_attr3: int = 0
-    int_attr4: int = 0
-    str_attr: str = ""
-    str_attr2: str = ""
-    str_attr3: str = ""
-    str_attr4: str = ""
-
-    def as_filter_fields(self) -> dict[str, int | str]:
-        return {
-            "int_attr": self.int_attr,
-            "int_attr2": self.int_attr2,
-            "int_attr3": self.int_attr3,
-            "int_attr4": self.int_attr4,
-            "str_attr": self.str_attr,
-            "str_attr2": self.str_attr2,
-            "str_attr3": self.str_attr3,
-            "str_attr4": self.str_attr4,
-        }
-
-
-@dataclass(frozen=True)
-class AttributeUpdate:
-    """A partial update: None leaves the stored value alone."""
-
-    int_attr: int | None = None
-    int_attr2: int | None = None
-    int_attr3: int | None = None
-    int_attr4: int | None = None
-    str_attr: str | None = None
-    str_attr2: str | None = None
-    str_attr3: str | None = None
-    str_attr4: str | None = None
-    custom_content: str | None = None
-
-    def changed(self) -> dict[str, int | str]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Validation of request fields, shared by every API dialect (pure)."""
+"""Validation of request fields, shared by every API dialect (pure). The attribute slots' own checks live
+with the slots (lookalike.domain.attributes)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ MAX_START = 499
 MAX_RESULT_WINDOW = 500
 MAX_KEY_LENGTH = 256
 MAX_CUSTOM_CONTENT = 4096
-MAX_STR_ATTR = 128
 MAX_INSTANCE_NAME = 20
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 CATEGORY_IDS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22, OTHER_CATEGORY})
 
@@ -79,25 +78,6 @@ def validate_custom_content(value: str) -> None:
         )
     if "\x00" in value:  # PostgreSQL text cannot hold NUL; refused on every store alike
         raise LookalikeError(e.INVALID_CUSTOM_CONTENT, "CustomContent must not contain NUL characters.")
-
-
-def _slot_code(base: str, slot: int) -> str:
-    return base if slot == 1 else f"{base}{slot}"
-
-
-def validate_int_attr(value: int, slot: int) -> None:
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise LookalikeError(
-            _slot_code(e.INVALID_INT_ATTR, slot), f"IntAttr{'' if slot == 1 else slot} is out of range."
-        )
-
-
-def validate_str_attr(value: str, slot: int) -> None:
-    if len(value) > MAX_STR_ATTR or "\x00" in value:
-        raise LookalikeError(
-            _slot_code(e.INVALID_STR_ATTR, slot),
-            f"StrAttr{'' if slot == 1 else slot} must be at most {MAX_STR_ATTR} characters.",
-        )
 
 
 def validate_category(category_id: int) -> None:

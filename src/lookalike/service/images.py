@@ -15,6 +15,7 @@ from PIL import Image
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
 from lookalike.domain import keypoint_codec
+from lookalike.domain.attributes import validate_attributes, validate_update
 from lookalike.domain.copy_score import peer_matches, verified_score
 from lookalike.domain.duplicates import Pair, pair
 from lookalike.domain.errors import LookalikeError
@@ -35,14 +36,13 @@ from lookalike.domain.validation import (
     parse_score_threshold,
     validate_category,
     validate_custom_content,
-    validate_int_attr,
     validate_key,
     validate_paging,
-    validate_str_attr,
 )
 from lookalike.service.accounts import AccountService
-from lookalike.service.billing import BillingService
+from lookalike.service.entitlements import Entitlements
 from lookalike.service.limits import Operation, RateLimiter
+from lookalike.service.metrics import NO_METRICS, Rejection, ServiceMetrics
 from lookalike.service.picture_analysis import (
     StoredAnalysis,
     analyze_for_storage,
@@ -140,19 +140,12 @@ def _score(raw: float) -> float:
     return float(min(1.0, max(0.0, raw)))
 
 
-def validate_attributes(attrs: Attributes) -> None:
-    for slot, value in enumerate((attrs.int_attr, attrs.int_attr2, attrs.int_attr3, attrs.int_attr4), 1):
-        validate_int_attr(value, slot)
-    for slot, text in enumerate((attrs.str_attr, attrs.str_attr2, attrs.str_attr3, attrs.str_attr4), 1):
-        validate_str_attr(text, slot)
-
-
 class ImageService:
     def __init__(
         self,
         *,
         accounts: AccountService,
-        billing: BillingService,
+        entitlements: Entitlements,
         instances: InstanceRepository,
         images: ImageRepository,
         indexes: IndexManager,
@@ -163,9 +156,10 @@ class ImageService:
         thumbnail_size: int | None = None,
         thumbnails_max_capacity: int | None = None,
         copy_verification: bool = True,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self._accounts = accounts
-        self._billing = billing
+        self._entitlements = entitlements
         self._instances = instances
         self._images = images
         self._indexes = indexes
@@ -178,18 +172,31 @@ class ImageService:
         self._thumbnails_max_capacity = thumbnails_max_capacity
         # Local features stored per picture and checked against a search's first hits.
         self._copy_verification = copy_verification
+        # Searches and refusals per instance; public so the composition root can attach its backend.
+        self.metrics = metrics
 
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
         """Owned instance with the limits of the package it holds now; data-plane calls need it active."""
-        instance = self._billing.effective(self._accounts.instance_for(account, name))
+        instance = self._entitlements.effective(self._accounts.instance_for(account, name))
         if operation is not None:
             if instance.status != ACTIVE:
+                self.metrics.rejected(instance.id, operation.value, Rejection.STATE)
                 raise LookalikeError(
                     e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
                 )
-            self._limiter.check(instance, operation)
+            self._admit(instance, operation)
         return instance
+
+    def _admit(self, instance: Instance, operation: Operation) -> None:
+        """The instance's rate limit for the operation, counted in the metrics either way."""
+        try:
+            self._limiter.check(instance, operation)
+        except LookalikeError:
+            self.metrics.rejected(instance.id, operation.value, Rejection.QPS)
+            raise
+        if operation is Operation.SEARCH:
+            self.metrics.searched(instance.id)
 
     def console_instance(
         self, account: Account, instance_name: str, *, active: bool = False, rate_limited: bool = True
@@ -200,11 +207,12 @@ class ImageService:
         only the first two, for a caller that validates more before it spends the budget."""
         instance = self._instance(account, instance_name, None)
         if active and instance.status != ACTIVE:
+            self.metrics.rejected(instance.id, Operation.DETAIL.value, Rejection.STATE)
             raise LookalikeError(
                 e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
             )
         if rate_limited:
-            self._limiter.check(instance, Operation.DETAIL)
+            self._admit(instance, Operation.DETAIL)
         return instance
 
     # --- vision ---
@@ -302,15 +310,20 @@ class ImageService:
             ),
         )
         with self._indexes.writing(instance.id) as index:
-            capacity = self._billing.capacity_for_adds(instance)
-            written = self._images.upsert(
-                instance.id,
-                new.image,
-                capacity=capacity,
-                now=self._clock.now(),
-                thumbnail=new.thumbnail,
-                local_features=new.local_features,
-            )
+            capacity = self._entitlements.capacity_for_adds(instance)
+            try:
+                written = self._images.upsert(
+                    instance.id,
+                    new.image,
+                    capacity=capacity,
+                    now=self._clock.now(),
+                    thumbnail=new.thumbnail,
+                    local_features=new.local_features,
+                )
+            except LookalikeError as exc:
+                if exc.code == e.INSTANCE_OVER_QUOTA:
+                    self.metrics.rejected(instance.id, Operation.ADD.value, Rejection.CAPACITY)
+                raise
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created, written.image_id)
 
@@ -318,16 +331,7 @@ class ImageService:
         self, account: Account, instance_name: str, *, product_id: str, pic_name: str, change: AttributeUpdate
     ) -> None:
         validate_key(product_id, pic_name)
-        for slot, value in enumerate(
-            (change.int_attr, change.int_attr2, change.int_attr3, change.int_attr4), 1
-        ):
-            if value is not None:
-                validate_int_attr(value, slot)
-        for slot, text in enumerate(
-            (change.str_attr, change.str_attr2, change.str_attr3, change.str_attr4), 1
-        ):
-            if text is not None:
-                validate_str_attr(text, slot)
+        validate_update(change)
         if change.custom_content is not None:
             validate_custom_content(change.custom_content)
         instance = self._instance(account, instance_name, Operation.UPDATE)
@@ -622,7 +626,7 @@ class ImageService:
     def detail(self, account: Account, instance_name: str) -> InstanceDetail:
         # Detail works on unavailable instances too (billing needs it), so no status gate here.
         instance = self._instance(account, instance_name, None)
-        self._limiter.check(instance, Operation.DETAIL)
+        self._admit(instance, Operation.DETAIL)
         return InstanceDetail(instance, self._instances.count_images(instance.id))
 
     # --- search internals ---

@@ -40,6 +40,7 @@ import httpx
 from lookalike.clock import Clock
 from lookalike.config import Settings
 from lookalike.domain import errors as e
+from lookalike.domain.attributes import INT_SLOTS, STR_SLOTS
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.loose_values import loads_strict, parse_int
 from lookalike.domain.models import Account, Attributes, Instance
@@ -70,8 +71,6 @@ MAX_PAGE_SIZE: Final = 500  # the API metadata's maximum (the SDK docstring says
 META_FILE: Final = "increment.meta"
 LINK_KEY_FILE: Final = "download-link.key"
 _FATAL_CODES = frozenset({e.INVALID_INSTANCE, e.INSTANCE_STATUS_ERROR})
-_INT_FIELDS = ("IntAttr", "IntAttr2", "IntAttr3", "IntAttr4")
-_STR_FIELDS = ("StrAttr", "StrAttr2", "StrAttr3", "StrAttr4")
 
 
 @dataclass(frozen=True)
@@ -617,7 +616,7 @@ class TaskService:
             category_id=None if category is None else _integer(category, "CategoryId", e.INVALID_CATEGORY),
             crop=_boolean(item.get("Crop", True)),
             region=_text(item, "Region") or None,
-            attributes=Attributes(**_attributes(item)),
+            attributes=_attributes(item),
             custom_content=_text(item, "CustomContent"),
         )
 
@@ -671,19 +670,14 @@ class TaskService:
         threading.Thread(target=post, name=f"task-callback-{task.id}", daemon=True).start()
 
 
-def _attributes(item: dict[str, Any]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for slot, key in enumerate(_INT_FIELDS, 1):
-        fields[f"int_attr{'' if slot == 1 else slot}"] = _integer(
-            item.get(key), key, _slot_code(e.INVALID_INT_ATTR, slot)
-        )
-    for slot, key in enumerate(_STR_FIELDS, 1):
-        fields[f"str_attr{'' if slot == 1 else slot}"] = _text(item, key)
-    return fields
-
-
-def _slot_code(base: str, slot: int) -> str:
-    return base if slot == 1 else f"{base}{slot}"
+def _attributes(item: dict[str, Any]) -> Attributes:
+    # An increment.meta item names the slots as the Alibaba API does (IntAttr, StrAttr2, ...).
+    fields: dict[str, int | str] = {}
+    for slot in INT_SLOTS:
+        fields[slot.name] = _integer(item.get(slot.alibaba), slot.alibaba, slot.error_code)
+    for slot in STR_SLOTS:
+        fields[slot.name] = _text(item, slot.alibaba)
+    return Attributes.from_fields(fields)
 
 
 def _text(item: dict[str, Any], key: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -19,6 +21,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.types import TypeEngine
+
+from lookalike.domain.attributes import INT_SLOTS, MAX_STR_ATTR, SLOTS, STR_SLOTS, Slot
 
 metadata = MetaData()
 
@@ -77,6 +82,13 @@ instances = Table(
     ),
 )
 
+
+def _attribute_column(slot: Slot) -> Column[Any]:
+    """An attribute slot's column (lookalike.domain.attributes), as migration 0001 created it."""
+    kind: TypeEngine[Any] = BigInteger() if slot.kind == "int" else String(MAX_STR_ATTR)
+    return Column(slot.name, kind, nullable=False, default=slot.default)
+
+
 images = Table(
     "images",
     metadata,
@@ -85,14 +97,7 @@ images = Table(
     Column("product_id", String(512), nullable=False),
     Column("pic_name", String(512), nullable=False),
     Column("category_id", Integer, nullable=False),
-    Column("int_attr", BigInteger, nullable=False, default=0),
-    Column("int_attr2", BigInteger, nullable=False, default=0),
-    Column("int_attr3", BigInteger, nullable=False, default=0),
-    Column("int_attr4", BigInteger, nullable=False, default=0),
-    Column("str_attr", String(128), nullable=False, default=""),
-    Column("str_attr2", String(128), nullable=False, default=""),
-    Column("str_attr3", String(128), nullable=False, default=""),
-    Column("str_attr4", String(128), nullable=False, default=""),
+    *(_attribute_column(slot) for slot in SLOTS),
     Column("custom_content", Text, nullable=False, default=""),
     # The distinct words of ProductId, PicName and CustomContent (lookalike.domain.words), which the
     # full-text index holds: SQLite's FTS5 table images_fts, PostgreSQL's GIN index (migration 0009).
@@ -125,8 +130,8 @@ changes = Table(
     sqlite_autoincrement=True,  # never reuse a seq after the newest row is deleted
 )
 
-INT_ATTR_COLUMNS = ("int_attr", "int_attr2", "int_attr3", "int_attr4")
-STR_ATTR_COLUMNS = ("str_attr", "str_attr2", "str_attr3", "str_attr4")
+INT_ATTR_COLUMNS = tuple(slot.name for slot in INT_SLOTS)
+STR_ATTR_COLUMNS = tuple(slot.name for slot in STR_SLOTS)
 
 # --- billing ---
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lookalike.domain.attributes import SLOTS, Attributes
 from lookalike.storage.db import write_transaction
 from lookalike.storage.sqltime import as_utc
 from lookalike.storage.tables import images, task_errors, tasks
@@ -284,14 +285,7 @@ class TaskRepository:
             images.c.product_id,
             images.c.pic_name,
             images.c.category_id,
-            images.c.int_attr,
-            images.c.int_attr2,
-            images.c.int_attr3,
-            images.c.int_attr4,
-            images.c.str_attr,
-            images.c.str_attr2,
-            images.c.str_attr3,
-            images.c.str_attr4,
+            *(images.c[slot.name] for slot in SLOTS),
             images.c.custom_content,
             images.c.region,
         ]
@@ -308,14 +302,7 @@ class TaskRepository:
                     "ProductId": r.product_id,
                     "PicName": r.pic_name,
                     "CategoryId": int(r.category_id),
-                    "IntAttr": int(r.int_attr),
-                    "IntAttr2": int(r.int_attr2),
-                    "IntAttr3": int(r.int_attr3),
-                    "IntAttr4": int(r.int_attr4),
-                    "StrAttr": r.str_attr,
-                    "StrAttr2": r.str_attr2,
-                    "StrAttr3": r.str_attr3,
-                    "StrAttr4": r.str_attr4,
+                    **Attributes.from_fields(r._mapping).by_alibaba_name(),
                     "CustomContent": r.custom_content,
                     "Region": r.region,
                 }

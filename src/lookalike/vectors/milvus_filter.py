@@ -1,8 +1,8 @@
 """Compile a filter tree (lookalike.domain.filters) into a Milvus boolean expression.
 
-The Milvus collection stores the same field names as SQL (int_attr..int_attr4 INT64, str_attr..str_attr4
-VARCHAR, category_id INT64), so a Compare on ``int_attr`` becomes ``int_attr ...`` verbatim; field names
-come from the AST (a fixed set), never from user text.
+The Milvus collection stores the same field names as SQL (the attribute slots of lookalike.domain.attributes:
+the int slots INT64, the str slots VARCHAR; category_id INT64), so a Compare on ``int_attr`` becomes
+``int_attr ...`` verbatim; field names come from the AST (a fixed set), never from user text.
 
 Quirks of the Milvus expression parser, all found against a real 2.3.5 server (tests/test_milvus_index.py
 checks every compiled tree against the Python evaluator):
