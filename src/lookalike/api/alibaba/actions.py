@@ -33,6 +33,7 @@ from lookalike.api.alibaba.dispatch import Context, action
 from lookalike.api.alibaba.pic_content import decode_pic_content
 from lookalike.api.alibaba.request import AcsRequest
 from lookalike.domain import errors as e
+from lookalike.domain.attributes import INT_SLOTS, STR_SLOTS
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Attributes, AttributeUpdate, ImageRecord, PicInfo, SearchHit, SearchResult
 from lookalike.domain.region import Box
@@ -51,14 +52,6 @@ RELEVANCE_MAX_OTHER: Final = 5.37633353624177e24
 _APPAREL: Final = frozenset({0, 1, 2})
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-_INT_ATTRS: Final = (
-    ("IntAttr", e.INVALID_INT_ATTR),
-    ("IntAttr2", f"{e.INVALID_INT_ATTR}2"),
-    ("IntAttr3", f"{e.INVALID_INT_ATTR}3"),
-    ("IntAttr4", f"{e.INVALID_INT_ATTR}4"),
-)
-_STR_ATTRS: Final = ("StrAttr", "StrAttr2", "StrAttr3", "StrAttr4")
 
 
 def _ok(message_key: str) -> dict[str, Any]:
@@ -80,36 +73,24 @@ def _key(req: AcsRequest) -> tuple[str, str]:
     return req.text("ProductId") or "", req.text("PicName") or ""
 
 
+def _slot_values(req: AcsRequest) -> dict[str, int | str | None]:
+    """Each attribute slot as sent under its Alibaba name (None: absent); an int slot that does not parse is
+    refused with the slot's own code (InvalidIntAttr2, ...)."""
+    values: dict[str, int | str | None] = {}
+    for slot in INT_SLOTS:
+        values[slot.name] = req.integer(slot.alibaba, slot.error_code)
+    for slot in STR_SLOTS:
+        values[slot.name] = req.params.get(slot.alibaba)
+    return values
+
+
 def _attributes(req: AcsRequest) -> Attributes:
-    ints = [req.integer(name, code) for name, code in _INT_ATTRS]
-    strs = [req.params.get(name) for name in _STR_ATTRS]
-    return Attributes(
-        int_attr=ints[0] or 0,
-        int_attr2=ints[1] or 0,
-        int_attr3=ints[2] or 0,
-        int_attr4=ints[3] or 0,
-        str_attr=strs[0] or "",
-        str_attr2=strs[1] or "",
-        str_attr3=strs[2] or "",
-        str_attr4=strs[3] or "",
-    )
+    return AttributeUpdate.of_slots(_slot_values(req)).filled()
 
 
 def _attribute_update(req: AcsRequest) -> AttributeUpdate:
     """Absent = unchanged; a string sent empty clears it (the SDK sends `StrAttr=` for "")."""
-    ints = [req.integer(name, code) for name, code in _INT_ATTRS]
-    strs = [req.params.get(name) for name in _STR_ATTRS]
-    return AttributeUpdate(
-        int_attr=ints[0],
-        int_attr2=ints[1],
-        int_attr3=ints[2],
-        int_attr4=ints[3],
-        str_attr=strs[0],
-        str_attr2=strs[1],
-        str_attr3=strs[2],
-        str_attr4=strs[3],
-        custom_content=req.params.get("CustomContent"),
-    )
+    return AttributeUpdate.of_slots(_slot_values(req), req.params.get("CustomContent"))
 
 
 def _search_options(req: AcsRequest, *, extended: bool = True) -> SearchOptions:
@@ -148,20 +129,12 @@ def sort_expr_values(score: float, category_id: int) -> str:
 
 
 def record_json(record: ImageRecord) -> dict[str, Any]:
-    attrs = record.attributes
     return {
         "ProductId": record.product_id,
         "PicName": record.pic_name,
         "CategoryId": record.category_id,
         "CustomContent": record.custom_content,
-        "IntAttr": attrs.int_attr,
-        "IntAttr2": attrs.int_attr2,
-        "IntAttr3": attrs.int_attr3,
-        "IntAttr4": attrs.int_attr4,
-        "StrAttr": attrs.str_attr,
-        "StrAttr2": attrs.str_attr2,
-        "StrAttr3": attrs.str_attr3,
-        "StrAttr4": attrs.str_attr4,
+        **record.attributes.by_alibaba_name(),
     }
 
 
@@ -325,8 +298,8 @@ _AUCTION_2019: Final = (
     "CustomContent",
     "SortExprValues",
     "Score",
-    "IntAttr",
-    "StrAttr",
+    INT_SLOTS[0].alibaba,  # IntAttr: 2019 has only the first slot of each kind
+    STR_SLOTS[0].alibaba,  # StrAttr
 )
 
 
