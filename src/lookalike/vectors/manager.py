@@ -98,6 +98,17 @@ class SearchScope:
         return [self.top(query, k)[0] for query in queries]
 
 
+@dataclass(frozen=True)
+class IndexStatus:
+    """What is known about one open index without I/O (read at every metrics scrape)."""
+
+    instance_id: str
+    vectors: int | None  # live vectors; None on a shared backend, where counting is a remote query
+    mode: str  # "exact" or "ivf" (lookalike.vectors.planner) for an in-process index; "shared" on Milvus
+    rebuilding: bool  # an IVF index is being retrained in the background
+    unsaved: bool  # changes applied since the last save (the change log replays them after a crash)
+
+
 class IndexManager:
     def __init__(
         self,
@@ -279,6 +290,28 @@ class IndexManager:
             return SearchScope(len(index), len(index), index, None, None)
         allowed = self._images.matching_ids(instance_id, node, category_id)
         return SearchScope(len(allowed), len(allowed), index, allowed, None)
+
+    def status(self) -> list[IndexStatus]:
+        """Each index open in this process, as far as it is known without I/O."""
+        with self._registry_lock:
+            open_now = list(self._indexes.items())
+            dirty = set(self._dirty)
+        found = []
+        for instance_id, index in open_now:
+            if isinstance(index, LocalIndex):
+                stats = index.stats()
+                found.append(
+                    IndexStatus(
+                        instance_id,
+                        int(stats["live"]),
+                        str(stats["mode"]),
+                        bool(stats["rebuilding"]),
+                        instance_id in dirty,
+                    )
+                )
+            else:
+                found.append(IndexStatus(instance_id, None, "shared", False, instance_id in dirty))
+        return found
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -60,7 +60,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,6 +345,8 @@ class MicroBatcher:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.embedder = embedder
+        # Told (pictures, seconds) after every run of the model (lookalike.observability wires its metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
         self.max_batch = max_batch
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
@@ -383,7 +385,14 @@ class MicroBatcher:
         """Bulk path: already batched, so it skips the queue and calls the embedder directly."""
         if self._closed:
             raise RuntimeError("MicroBatcher is closed")
-        return self.embedder.embed(images)
+        return self._timed_embed(images)
+
+    def _timed_embed(self, images: Sequence[Image.Image]) -> EmbedResult:
+        started = time.perf_counter()
+        result = self.embedder.embed(images)
+        if self.on_batch is not None:
+            self.on_batch(len(images), time.perf_counter() - started)
+        return result
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop the worker after it has served every request queued before the call."""
@@ -427,7 +436,7 @@ class MicroBatcher:
         if not live:
             return
         try:
-            res = self.embedder.embed([r.image for r in live])
+            res = self._timed_embed([r.image for r in live])
             if len(res) != len(live):
                 raise RuntimeError(f"embedder returned {len(res)} results for {len(live)} images")
         except Exception as exc:
