@@ -201,6 +201,11 @@ class Settings:
     # http://127.0.0.1 as secure, so a local start works with it on; keep it on behind TLS.
     console_secure_cookies: bool = True
     console_session_ttl_s: float = 12 * 3600.0  # a console session ends this long after sign-in
+    # Log lines as plain text, or as one JSON object each (time, level, logger, message, and the request_id
+    # that the response's X-Request-Id also carries) for a log collector.
+    log_format: Literal["text", "json"] = "text"
+    # One log line per HTTP request (logger lookalike.access: method, route, status, duration, request id).
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Settings | None = None) -> Settings:

@@ -42,6 +42,7 @@ from lookalike.domain.validation import (
 from lookalike.service.accounts import AccountService
 from lookalike.service.billing import BillingService
 from lookalike.service.limits import Operation, RateLimiter
+from lookalike.service.metrics import NO_METRICS, Rejection, ServiceMetrics
 from lookalike.service.picture_analysis import (
     StoredAnalysis,
     analyze_for_storage,
@@ -155,6 +156,7 @@ class ImageService:
         thumbnail_size: int | None = None,
         thumbnails_max_capacity: int | None = None,
         copy_verification: bool = True,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self._accounts = accounts
         self._billing = billing
@@ -170,6 +172,8 @@ class ImageService:
         self._thumbnails_max_capacity = thumbnails_max_capacity
         # Local features stored per picture and checked against a search's first hits.
         self._copy_verification = copy_verification
+        # Searches and refusals per instance; public so the composition root can attach its backend.
+        self.metrics = metrics
 
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
@@ -177,11 +181,22 @@ class ImageService:
         instance = self._billing.effective(self._accounts.instance_for(account, name))
         if operation is not None:
             if instance.status != ACTIVE:
+                self.metrics.rejected(instance.id, operation.value, Rejection.STATE)
                 raise LookalikeError(
                     e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
                 )
-            self._limiter.check(instance, operation)
+            self._admit(instance, operation)
         return instance
+
+    def _admit(self, instance: Instance, operation: Operation) -> None:
+        """The instance's rate limit for the operation, counted in the metrics either way."""
+        try:
+            self._limiter.check(instance, operation)
+        except LookalikeError:
+            self.metrics.rejected(instance.id, operation.value, Rejection.QPS)
+            raise
+        if operation is Operation.SEARCH:
+            self.metrics.searched(instance.id)
 
     def console_instance(
         self, account: Account, instance_name: str, *, active: bool = False, rate_limited: bool = True
@@ -192,11 +207,12 @@ class ImageService:
         only the first two, for a caller that validates more before it spends the budget."""
         instance = self._instance(account, instance_name, None)
         if active and instance.status != ACTIVE:
+            self.metrics.rejected(instance.id, Operation.DETAIL.value, Rejection.STATE)
             raise LookalikeError(
                 e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
             )
         if rate_limited:
-            self._limiter.check(instance, Operation.DETAIL)
+            self._admit(instance, Operation.DETAIL)
         return instance
 
     # --- vision ---
@@ -295,14 +311,19 @@ class ImageService:
         )
         with self._indexes.writing(instance.id) as index:
             capacity = self._billing.capacity_for_adds(instance)
-            written = self._images.upsert(
-                instance.id,
-                new.image,
-                capacity=capacity,
-                now=self._clock.now(),
-                thumbnail=new.thumbnail,
-                local_features=new.local_features,
-            )
+            try:
+                written = self._images.upsert(
+                    instance.id,
+                    new.image,
+                    capacity=capacity,
+                    now=self._clock.now(),
+                    thumbnail=new.thumbnail,
+                    local_features=new.local_features,
+                )
+            except LookalikeError as exc:
+                if exc.code == e.INSTANCE_OVER_QUOTA:
+                    self.metrics.rejected(instance.id, Operation.ADD.value, Rejection.CAPACITY)
+                raise
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created, written.image_id)
 
@@ -605,7 +626,7 @@ class ImageService:
     def detail(self, account: Account, instance_name: str) -> InstanceDetail:
         # Detail works on unavailable instances too (billing needs it), so no status gate here.
         instance = self._instance(account, instance_name, None)
-        self._limiter.check(instance, Operation.DETAIL)
+        self._admit(instance, Operation.DETAIL)
         return InstanceDetail(instance, self._instances.count_images(instance.id))
 
     # --- search internals ---
