@@ -11,6 +11,7 @@ from lookalike.api.console.picture_views import instance_path, tile, uploaded_fi
 from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, redirect, render, services
 from lookalike.api.rest.payload import Payload
 from lookalike.domain import errors as e
+from lookalike.domain.attributes import SLOTS
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.loose_values import parse_int
 from lookalike.domain.models import Account
@@ -18,14 +19,9 @@ from lookalike.domain.models import Account
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
 PAGE_SIZE = 24
-ADD_FIELDS = (
-    "product_id",
-    "pic_name",
-    "category_id",
-    *(f"int_attr{s}" for s in ("", "2", "3", "4")),
-    *(f"str_attr{s}" for s in ("", "2", "3", "4")),
-    "custom_content",
-)
+ADD_FIELDS = ("product_id", "pic_name", "category_id", *(slot.name for slot in SLOTS), "custom_content")
+# The add form's "Attributes and CustomContent" part starts open when one of them holds a value.
+_MORE_FIELDS = (*(slot.name for slot in SLOTS), "custom_content")
 
 
 def _page_number(text: str) -> int:
@@ -105,6 +101,8 @@ def _pictures_page(
         "section": "pictures",
         "base": instance_path(name),
         "add": add_values or {},
+        "add_more_open": any((add_values or {}).get(key) for key in _MORE_FIELDS),
+        "attribute_slots": SLOTS,
         "add_error": add_error,
         "thumbnails_on": services(request).settings.thumbnails,
         **listing,
