@@ -219,10 +219,28 @@ class Settings:
         return _apply(base or cls(), file_values(cls, path), str(path))
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
-        """Defaults, then the config file, then the environment: the operator's deployment order."""
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Defaults, then the config file, then the environment, then the command line's `options` (field
+        name -> value): the operator's deployment order."""
         base = cls.from_file(config_file) if config_file is not None else cls()
-        return cls.from_env(environ, base=base)
+        return cls.from_env(environ, base=base).with_options(options or {})
+
+    def with_options(self, options: Mapping[str, Any]) -> Settings:
+        """These settings with command-line values (field name -> value) replaced in: the last word."""
+        return _apply(self, options, "command line")
+
+    @staticmethod
+    def configured(name: str, environ: Mapping[str, str], config_file: Path | None = None) -> bool:
+        """Whether the config file or the environment sets field `name` (a command's own default for it must
+        then give way)."""
+        return name in env_values(Settings, environ) or (
+            config_file is not None and name in file_values(Settings, config_file)
+        )
 
     @property
     def models_dir(self) -> Path:

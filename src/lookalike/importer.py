@@ -52,6 +52,10 @@ def items_from_directory(root: Path) -> Iterator[ImportItem]:
             yield ImportItem(path, relative.parts[0], "/".join(relative.parts[1:]))
 
 
+class ManifestError(ValueError):
+    """A manifest line that is not a JSON object with a "path" (the message names the file and line)."""
+
+
 def items_from_manifest(manifest: Path) -> Iterator[ImportItem]:
     with manifest.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -70,7 +74,7 @@ def items_from_manifest(manifest: Path) -> Iterator[ImportItem]:
                     fields,
                 )
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{manifest}:{number}: bad manifest line ({exc})") from exc
+                raise ManifestError(f"{manifest}:{number}: bad manifest line ({exc})") from exc
 
 
 class Journal:
