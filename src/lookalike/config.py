@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, Union, cast, get_args, get_origin
 
+from lookalike.domain.loose_values import CONFIG_YES_NO, parse_bool
 from lookalike.vision.decode import ImageLimits
 
 EVERY_ACCOUNT: Final = "*"
@@ -255,8 +256,6 @@ class Settings:
 
 ENV_PREFIX: Final = "LOOKALIKE_"
 _D = TypeVar("_D")
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigError(ValueError):
@@ -369,10 +368,10 @@ def _from_text(text: str, tp: Any) -> Any:
                 return choice
         raise ValueError(f"expected one of {', '.join(map(str, args))}")
     if tp is bool:
-        word = text.strip().lower()
-        if word in _TRUE | _FALSE:
-            return word in _TRUE
-        raise ValueError("expected true/false (1/0, yes/no, on/off)")
+        try:
+            return parse_bool(text, CONFIG_YES_NO)
+        except ValueError:
+            raise ValueError("expected true/false (1/0, yes/no, on/off)") from None
     if tp in (int, float):
         return tp(text.strip().replace("_", ""))
     if tp is str:

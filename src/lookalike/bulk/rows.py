@@ -11,7 +11,7 @@ from typing import Any
 from lookalike.domain import errors as e
 from lookalike.domain.attributes import INT_SLOTS, STR_SLOTS, Attributes, validate_slot
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.loose_values import parse_int
+from lookalike.domain.loose_values import JSON_YES_NO, parse_bool, parse_int, parse_text
 from lookalike.domain.validation import validate_category, validate_custom_content, validate_key
 from lookalike.importer import ImportItem
 
@@ -73,19 +73,17 @@ def _integer(value: Any, name: str, code: str) -> int:
 
 
 def _text(value: Any, name: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise LookalikeError(e.INVALID_PARAMETER, f"{name} must be a string.")
-    return str(value)
+    try:
+        return parse_text(value)
+    except ValueError:
+        raise LookalikeError(e.INVALID_PARAMETER, f"{name} must be a string.") from None
 
 
 def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise LookalikeError(e.INVALID_PARAMETER, "crop must be true or false.")
+    try:
+        return parse_bool(value, JSON_YES_NO)
+    except ValueError:
+        raise LookalikeError(e.INVALID_PARAMETER, "crop must be true or false.") from None
 
 
 def add_row(item: ImportItem) -> AddRow:

@@ -1,6 +1,6 @@
 """Values as clients send them (JSON numbers, form text), read strictly: whole numbers that fit the stores,
-and JSON that any store can keep. Pure functions; the API dialects and the batch importer turn the
-ValueError into their own error code.
+yes/no in each reader's own words, text fields, and JSON that any store can keep. Pure functions; the API
+dialects, the settings and the batch importers turn the ValueError into their own error code.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 # The range of the stores' integer columns (re-exported: callers bound their numbers with it).
@@ -40,6 +41,51 @@ def parse_int(value: object) -> int:
     if not INT64_MIN <= number <= INT64_MAX:
         raise ValueError(f"{str(number)[:40]} is out of range")
     return number
+
+
+@dataclass(frozen=True)
+class YesNo:
+    """The words a reader takes for yes and for no (compared trimmed and in lower case)."""
+
+    true: frozenset[str]
+    false: frozenset[str]
+
+
+# Each reader's words. They differ on purpose: each is what that reader's clients have always been able to
+# send, so none may shrink (a client would break) and none is widened here.
+# Manifest lines and increment.meta items: JSON, so a JSON boolean, or the text of one.
+JSON_YES_NO: Final = YesNo(true=frozenset({"true"}), false=frozenset({"false"}))
+# The Alibaba dialect: what the official SDKs put on the wire (Python's True/False, Java's true/false).
+ALIBABA_YES_NO: Final = YesNo(true=frozenset({"true", "1"}), false=frozenset({"false", "0"}))
+# The native API and the console: form fields and query strings people also type by hand.
+REST_YES_NO: Final = YesNo(true=frozenset({"true", "1", "yes"}), false=frozenset({"false", "0", "no"}))
+# Settings (environment variables, config files): also the on/off of shell and ini habits.
+CONFIG_YES_NO: Final = YesNo(
+    true=frozenset({"true", "1", "yes", "on"}), false=frozenset({"false", "0", "no", "off"})
+)
+
+
+def parse_bool(value: object, words: YesNo) -> bool:
+    """A JSON boolean as it is; anything else by its text, trimmed and in lower case, if it is one of
+    ``words`` (so a JSON 1 is yes where "1" is). ValueError otherwise."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in words.true:
+        return True
+    if word in words.false:
+        return False
+    raise ValueError(f"{str(value)[:20]!r} is not one of {', '.join(sorted(words.true | words.false))}")
+
+
+def parse_text(value: object) -> str:
+    """A text field of a JSON item: a string, or a whole number written without quotes; absent (None) is
+    "". A boolean, a fraction, a list or an object is a ValueError."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"a {type(value).__name__} is not text")
+    return str(value)
 
 
 def parse_positive_id(text: str, digits: int = 18) -> int:

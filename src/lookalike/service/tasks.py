@@ -42,7 +42,7 @@ from lookalike.config import Settings
 from lookalike.domain import errors as e
 from lookalike.domain.attributes import INT_SLOTS, STR_SLOTS
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.loose_values import loads_strict, parse_int
+from lookalike.domain.loose_values import JSON_YES_NO, loads_strict, parse_bool, parse_int, parse_text
 from lookalike.domain.models import Account, Attributes, Instance
 from lookalike.service.accounts import AccountService
 from lookalike.service.images import ImageService
@@ -681,12 +681,10 @@ def _attributes(item: dict[str, Any]) -> Attributes:
 
 
 def _text(item: dict[str, Any], key: str) -> str:
-    value = item.get(key)
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise LookalikeError(INVALID_META_ITEM, f"{key} must be a string.")
-    return str(value)
+    try:
+        return parse_text(item.get(key))
+    except ValueError:
+        raise LookalikeError(INVALID_META_ITEM, f"{key} must be a string.") from None
 
 
 def _integer(value: Any, key: str, code: str) -> int:
@@ -699,8 +697,7 @@ def _integer(value: Any, key: str, code: str) -> int:
 
 
 def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise LookalikeError(INVALID_META_ITEM, "Crop must be true or false.")
+    try:
+        return parse_bool(value, JSON_YES_NO)
+    except ValueError:
+        raise LookalikeError(INVALID_META_ITEM, "Crop must be true or false.") from None

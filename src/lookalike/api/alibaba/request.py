@@ -16,16 +16,13 @@ from starlette.requests import Request
 from lookalike.config import RequestLimits
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.loose_values import parse_int
+from lookalike.domain.loose_values import ALIBABA_YES_NO, parse_bool, parse_int
 
 ROA_PATHS = {
     "/v2/image/add": "AddImage",
     "/v2/image/search": "SearchImage",
     "/v2/image/delete": "DeleteImage",
 }
-
-_TRUE = {"true", "1"}
-_FALSE = {"false", "0"}
 
 
 @dataclass
@@ -67,12 +64,12 @@ class AcsRequest:
         value = self.text(name)
         if value is None:
             return default
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise LookalikeError(e.INVALID_PARAMETER, f"The specified parameter {name} must be true or false.")
+        try:
+            return parse_bool(value, ALIBABA_YES_NO)
+        except ValueError:
+            raise LookalikeError(
+                e.INVALID_PARAMETER, f"The specified parameter {name} must be true or false."
+            ) from None
 
 
 def _parse_pairs(text: str, max_fields: int, where: str) -> list[tuple[str, str]]:
