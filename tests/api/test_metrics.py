@@ -116,15 +116,15 @@ def test_searches_adds_and_the_model_are_counted_per_instance(client: TestClient
     assert search(client, tenant, coffee) == 200
     assert search(client, tenant, coffee) == 200
     samples = scrape(client)
-    assert value(samples, "lookalike_searches_total", instance=tenant.instance.id) == 2
+    assert value(samples, "lookalike_searches_total", instance_id=tenant.instance.id) == 2
     # The add and both searches ran the model at least once each (several views per search).
     assert value(samples, "lookalike_inference_seconds_count") >= 3
     assert value(samples, "lookalike_inference_batch_pictures_sum") >= 3
-    assert value(samples, "lookalike_index_vectors", instance=tenant.instance.id) == 1
-    assert value(samples, "lookalike_index_mode", instance=tenant.instance.id, mode="exact") == 1
-    assert value(samples, "lookalike_index_unsaved", instance=tenant.instance.id) == 1
+    assert value(samples, "lookalike_index_vectors", instance_id=tenant.instance.id) == 1
+    assert value(samples, "lookalike_index_mode", instance_id=tenant.instance.id, mode="exact") == 1
+    assert value(samples, "lookalike_index_unsaved", instance_id=tenant.instance.id) == 1
     assert value(samples, "lookalike_indexes_open") >= 1
-    assert value(samples, "lookalike_pictures", instance=tenant.instance.id) == 1
+    assert value(samples, "lookalike_pictures", instance_id=tenant.instance.id) == 1
 
 
 def test_rejections_by_rate_limit_capacity_and_state(
@@ -143,10 +143,10 @@ def test_rejections_by_rate_limit_capacity_and_state(
     samples = scrape(client)
     instance = tight.instance.id
     rejections = "lookalike_rejections_total"
-    assert value(samples, rejections, instance=instance, operation="search", reason="qps") == refused
-    assert value(samples, rejections, instance=instance, operation="add", reason="capacity") == 1
-    assert value(samples, rejections, instance=instance, operation="search", reason="state") == 1
-    assert value(samples, "lookalike_searches_total", instance=instance) == statuses.count(200)
+    assert value(samples, rejections, instance_id=instance, operation="search", reason="qps") == refused
+    assert value(samples, rejections, instance_id=instance, operation="add", reason="capacity") == 1
+    assert value(samples, rejections, instance_id=instance, operation="search", reason="state") == 1
+    assert value(samples, "lookalike_searches_total", instance_id=instance) == statuses.count(200)
 
 
 def test_ledger_writes_count_committed_entries(

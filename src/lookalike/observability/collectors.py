@@ -35,22 +35,22 @@ class IndexCollector(Collector):
         vectors = GaugeMetricFamily(
             "lookalike_index_vectors",
             "Live vectors in an instance's index in this process (absent on a shared backend).",
-            labels=["instance"],
+            labels=["instance_id"],
         )
         mode = GaugeMetricFamily(
             "lookalike_index_mode",
             "How an instance's index searches: 1 for its current mode (exact, ivf; shared on Milvus).",
-            labels=["instance", "mode"],
+            labels=["instance_id", "mode"],
         )
         rebuilding = GaugeMetricFamily(
             "lookalike_index_rebuilding",
             "1 while an instance's IVF index is retrained in the background.",
-            labels=["instance"],
+            labels=["instance_id"],
         )
         unsaved = GaugeMetricFamily(
             "lookalike_index_unsaved",
             "1 when an instance's index holds changes not yet saved (replayed from SQL after a crash).",
-            labels=["instance"],
+            labels=["instance_id"],
         )
         for status in statuses:
             if status.vectors is not None:
@@ -83,7 +83,7 @@ class StoreCollector(Collector):
         pictures = GaugeMetricFamily(
             "lookalike_pictures",
             "Pictures an instance holds (SQL's maintained counter: the same on every replica).",
-            labels=["instance"],
+            labels=["instance_id"],
         )
         for instance_id, count in sorted(self._repo.pictures_per_instance().items()):
             pictures.add_metric([instance_id], count)

@@ -7,7 +7,8 @@ sizes, the task queue, pictures per instance) are read at scrape time by the col
 observability/collectors.py.
 
 Each process counts what it served: with several replicas Prometheus scrapes each one (deploy/prometheus.yml)
-and the dashboard sums over them.
+and the dashboard sums over them. An instance of the service is labelled `instance_id`: Prometheus's own
+`instance` label names the scraped replica.
 """
 
 from __future__ import annotations
@@ -74,14 +75,14 @@ class Metrics:
         self.searches = Counter(
             "lookalike_searches",
             "Searches that passed their instance's gate (state, rate limit), by instance id.",
-            ["instance"],
+            ["instance_id"],
             registry=r,
         )
         self.rejections = Counter(
             "lookalike_rejections",
             "Operations an instance refused: reason qps (rate limit), capacity (package full) or state "
             "(instance not active).",
-            ["instance", "operation", "reason"],
+            ["instance_id", "operation", "reason"],
             registry=r,
         )
         self.inference_seconds = Histogram(
