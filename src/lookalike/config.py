@@ -160,6 +160,11 @@ class Settings:
     # delays another tenant's task by at most a slice.
     task_workers: int = 2
     task_slice_s: float = 2.0  # seconds a batch task runs before it goes back behind the other tenants
+    # Ray cluster that IncreaseInstance tasks analyse their pictures on (decode, embed, local features), as
+    # `lookalike import --engine ray` does: "HOST:PORT" of its head (this server joined to it as a node) or
+    # "auto"; needs the [ray] extra, and the buckets mounted at the same paths on every node. Empty: on this
+    # server. Unreachable at start: on this server, said in the start-up log (deploy/README.md).
+    ray_address: str = ""
     # Hosts a task's CallbackAddress may name (exact host names, "a.example,b").
     callback_hosts: frozenset[str] = field(default=frozenset(), metadata={"parse": parse_hosts})
     callback_timeout_s: float = 5.0  # seconds one task-completion callback request may take

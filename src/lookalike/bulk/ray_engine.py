@@ -18,111 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from lookalike.bulk.ray_analysis import Analyzer, ModelConfig, analysed_rows
 from lookalike.bulk.rows import AddRow, add_row, last_of_each_key
 from lookalike.bulk.writer import BulkWriter
 from lookalike.config import Settings
-from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.models import ServiceType
 from lookalike.importer import ImportItem, Journal, items_from_directory, items_from_manifest
-from lookalike.service.picture_analysis import PictureRequest, analyze_many, stored_picture
+from lookalike.service.bulk_analysis import Analysed, StorageOptions
 from lookalike.storage.images_repo import NewPicture
-from lookalike.vision.decode import ImageLimits
-from lookalike.vision.embedder import Device
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What every analysis actor needs: the model's cache, the picture limits, and the add's options that
-    depend on the instance and the server's settings."""
-
-    models_dir: str
-    limits: ImageLimits
-    service_type: int
-    thumbnail_size: int | None
-    with_keypoints: bool
-    model_id: str
-    threads: int
-    device: Device = "cpu"  # the setting `device`: auto / cpu / cuda (ONNX Runtime's CUDA provider)
-
-
-def _read(row: AddRow, limits: ImageLimits) -> bytes:
-    path = Path(row.path)
-    try:
-        if path.stat().st_size > limits.max_bytes:
-            raise e.pic_too_large(limits.max_bytes)
-        return path.read_bytes()
-    except OSError as exc:
-        raise LookalikeError(e.PIC_NOT_EXIST, f"cannot read {row.path}: {exc.strerror or exc}") from None
-
-
-class Analyzer:
-    """A Ray Data actor: column ``row`` (AddRow JSON) in; ``key``, ``error`` ("" when none) and ``payload``
-    (a pickled NewPicture, b"" on error) out, one output row per input row."""
-
-    def __init__(self, config: WorkerConfig) -> None:
-        from lookalike.vectors.reduction import packaged as packaged_reduction
-        from lookalike.vision.embedder import EfficientNetEmbedder
-
-        self._config = config
-        self._embedder = EfficientNetEmbedder(
-            Path(config.models_dir), intra_op_threads=config.threads, device=config.device
-        )
-        self._embedder.load()
-        self._reduction = packaged_reduction()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        config = self._config
-        rows = [AddRow.from_json(str(text)) for text in batch["row"]]
-        errors: list[str] = [""] * len(rows)
-        payloads: list[bytes] = [b""] * len(rows)
-        requests: list[PictureRequest] = []
-        readable: list[int] = []
-        for n, row in enumerate(rows):
-            try:
-                data = _read(row, config.limits)
-            except LookalikeError as exc:
-                errors[n] = f"{exc.code}: {exc.message}"
-                continue
-            requests.append(PictureRequest(data, row.region, row.crop, row.category_id))
-            readable.append(n)
-        analyses = analyze_many(
-            requests,
-            limits=config.limits,
-            embed=self._embedder.embed,
-            reduce=self._reduction.reduce,
-            service_type=ServiceType(config.service_type),
-            with_keypoints=config.with_keypoints,
-        )
-        for n, analysis in zip(readable, analyses, strict=True):
-            if isinstance(analysis, LookalikeError):
-                errors[n] = f"{analysis.code}: {analysis.message}"
-                continue
-            row = rows[n]
-            picture = stored_picture(
-                analysis,
-                product_id=row.product_id,
-                pic_name=row.pic_name,
-                attributes=row.attributes,
-                custom_content=row.custom_content,
-                model_id=config.model_id,
-                thumbnail_size=config.thumbnail_size,
-            )
-            payloads[n] = pickle.dumps(picture, protocol=pickle.HIGHEST_PROTOCOL)
-        return {
-            "key": np.array([row.key for row in rows], dtype=object),
-            "error": np.array(errors, dtype=object),
-            "payload": np.array(payloads, dtype=object),
-        }
 
 
 def read_items(source: Path) -> list[ImportItem]:
@@ -156,7 +64,8 @@ class ResultFile:
 
 def _batches(
     rows: list[AddRow],
-    config: WorkerConfig,
+    model: ModelConfig,
+    options: StorageOptions,
     *,
     address: str | None,
     workers: int,
@@ -165,8 +74,8 @@ def _batches(
     cpus_per_worker: float,
     gpus_per_worker: float,
     progress: bool,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Run the analysis on the cluster; yields the analysed rows, ``write_batch`` at a time."""
+) -> Iterator[list[Analysed]]:
+    """Run the analysis on the cluster; yields each row's outcome, ``write_batch`` rows at a time."""
     import ray
     import ray.data
 
@@ -180,7 +89,7 @@ def _batches(
         dataset = ray.data.from_items([{"row": row.to_json()} for row in rows])
         analysed = dataset.map_batches(
             Analyzer,
-            fn_constructor_args=(config,),
+            fn_constructor_args=(model, options),
             batch_size=batch_size,
             batch_format="numpy",
             # Ray Data's actor pools restart a worker process that dies and retry its batch (its defaults:
@@ -189,7 +98,8 @@ def _batches(
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
         )
-        yield from analysed.iter_batches(batch_size=write_batch, batch_format="numpy")
+        for batch in analysed.iter_batches(batch_size=write_batch, batch_format="numpy"):
+            yield analysed_rows(batch)
     finally:
         if started_here:
             ray.shutdown()
@@ -231,15 +141,17 @@ def run_ray_import(
                     results.add(item.key, str(item.path), f"{exc.code}: {exc.message}")
             # Before anything is written: would the new keys fit?
             room = writer.check_capacity(target, [(row.product_id, row.pic_name) for row in rows])
-            config = WorkerConfig(
+            model = ModelConfig(
                 models_dir=str(settings.models_dir),
-                limits=settings.image_limits,
-                service_type=target.service_type.value,
-                thumbnail_size=writer.thumbnail_size(target),
-                with_keypoints=settings.copy_verification,
-                model_id=writer.model_id,
                 threads=settings.embed_threads or max(1, int(cpus_per_worker)),
                 device=settings.device,
+            )
+            options = StorageOptions(
+                service_type=target.service_type,
+                thumbnail_size=writer.thumbnail_size(target),
+                model_id=writer.model_id,
+                limits=settings.image_limits,
+                with_keypoints=settings.copy_verification,
             )
             paths = {row.key: row.path for row in rows}
             written = 0
@@ -252,7 +164,8 @@ def run_ray_import(
                 if rows:
                     for batch in _batches(
                         rows,
-                        config,
+                        model,
+                        options,
                         address=address,
                         workers=workers,
                         batch_size=batch_size,
@@ -261,21 +174,22 @@ def run_ray_import(
                         gpus_per_worker=gpus_per_worker,
                         progress=progress,
                     ):
-                        keys = [str(k) for k in batch["key"]]
                         good: list[NewPicture] = []
                         good_keys: list[str] = []
-                        for key, error, payload in zip(keys, batch["error"], batch["payload"], strict=True):
-                            if error:
-                                results.add(key, paths[key], str(error))
+                        for outcome in batch:
+                            if outcome.error is not None:
+                                error = outcome.error
+                                results.add(outcome.key, paths[outcome.key], f"{error.code}: {error.message}")
                             else:
-                                good.append(pickle.loads(payload))
-                                good_keys.append(key)
+                                assert outcome.picture is not None
+                                good.append(outcome.picture)
+                                good_keys.append(outcome.key)
                         if good:
                             writer.write(target, good)
                             journal.record_many(good_keys)
                             written += len(good)
                         if bar is not None:
-                            bar.update(len(keys))
+                            bar.update(len(batch))
                         if on_batch is not None:
                             on_batch(written)
             finally:
