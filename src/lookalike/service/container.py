@@ -13,6 +13,7 @@ from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
 from lookalike.service.billing import BillingService, CatalogueSource
+from lookalike.service.bulk_analysis import EngineConnector, choose_increase_engine
 from lookalike.service.console_auth import ConsoleAuthService
 from lookalike.service.duplicates import DuplicateReports
 from lookalike.service.images import ImageService
@@ -173,7 +174,11 @@ def build_services(
     clock: Clock | None = None,
     rate_store: RateLimitStore | None = None,
     background: bool = True,
+    connect_bulk_engine: EngineConnector | None = None,
 ) -> Services:
+    """The server's services. ``connect_bulk_engine``: how to reach the bulk engine `ray_address` names
+    (lookalike.bulk.ray_analysis.RayAnalysisEngine.connect, passed in by the entry point: this layer may
+    not import lookalike.bulk); without it IncreaseInstance tasks analyse their pictures here."""
     clock = clock or SystemClock()
     engine = open_database(settings)
     accounts = build_account_service(settings, engine, clock)
@@ -247,6 +252,7 @@ def build_services(
         clock=clock,
         link_key=load_link_key(settings.data_dir),
         runners={DUPLICATES: duplicates},
+        increase_engine=choose_increase_engine(settings, connect_bulk_engine),
     )
     duplicates.wake_on_submit(tasks.wake)
     if background:

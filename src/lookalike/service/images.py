@@ -5,7 +5,7 @@ compare and detail. Every call runs the same gate: instance owned and available 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -41,6 +41,7 @@ from lookalike.domain.validation import (
 )
 from lookalike.service.accounts import AccountService
 from lookalike.service.billing import BillingService
+from lookalike.service.bulk_analysis import StorageOptions
 from lookalike.service.limits import Operation, RateLimiter
 from lookalike.service.metrics import NO_METRICS, Rejection, ServiceMetrics
 from lookalike.service.picture_analysis import (
@@ -51,7 +52,7 @@ from lookalike.service.picture_analysis import (
     thumbnail_size_for,
 )
 from lookalike.storage.accounts_repo import InstanceRepository
-from lookalike.storage.images_repo import ImageRepository
+from lookalike.storage.images_repo import ImageRepository, NewPicture, WriteResult
 from lookalike.vectors.manager import IndexManager
 from lookalike.vision.categories import all_categories
 from lookalike.vision.decode import ImageLimits, decode_image
@@ -288,12 +289,8 @@ class ImageService:
         attributes: Attributes | None = None,
         custom_content: str = "",
     ) -> AddResult:
-        validate_key(product_id, pic_name)
         attributes = attributes or Attributes()
-        validate_attributes(attributes)
-        validate_custom_content(custom_content)
-        if category_id is not None:
-            validate_category(category_id)
+        self.check_add_options(product_id, pic_name, attributes, custom_content, category_id)
         instance = self._instance(account, instance_name, Operation.ADD)
         analysis = self._analyze_for_storage(
             picture, region=region, crop=crop, instance=instance, category_id=category_id
@@ -326,6 +323,60 @@ class ImageService:
                 raise
             index.upsert(np.array([written.image_id], np.int64), analysis.vector[None, :], written.seq)
         return AddResult(analysis.pic_info, written.created, written.image_id)
+
+    @staticmethod
+    def check_add_options(
+        product_id: str, pic_name: str, attributes: Attributes, custom_content: str, category_id: int | None
+    ) -> None:
+        """What an add checks of its options before it looks at the picture (raises as the add would)."""
+        validate_key(product_id, pic_name)
+        validate_attributes(attributes)
+        validate_custom_content(custom_content)
+        if category_id is not None:
+            validate_category(category_id)
+
+    def storage_options(self, instance: Instance) -> StorageOptions:
+        """What an add to this instance stores besides the picture's vectors, for a bulk engine."""
+        return StorageOptions(
+            service_type=instance.service_type,
+            thumbnail_size=thumbnail_size_for(
+                instance.capacity, size=self._thumbnail_size, max_capacity=self._thumbnails_max_capacity
+            ),
+            model_id=self._indexes.model_id,
+            limits=self._limits,
+            with_keypoints=self._copy_verification,
+        )
+
+    def check_room(self, instance: Instance, keys: Sequence[tuple[str, str]]) -> None:
+        """Refuse (INSTANCE_OVER_QUOTA) before a bulk write when the keys the instance does not hold yet,
+        added to what it holds, exceed what its package allows (as lookalike.bulk.writer checks an import)."""
+        capacity = self._billing.capacity_for_adds(instance)
+        held = self._images.stored_count(instance.id)
+        fresh = len(keys) - len(self._images.existing_keys(instance.id, keys))
+        if held + fresh > capacity:
+            raise LookalikeError(
+                e.INSTANCE_OVER_QUOTA,
+                f"The number of items exceeds the limit: the instance holds {held} of {capacity} pictures "
+                f"and the task would add {fresh}.",
+            )
+
+    def store_analysed(self, instance: Instance, pictures: Sequence[NewPicture]) -> list[WriteResult]:
+        """Write pictures a bulk engine analysed (lookalike.service.bulk_analysis) as add_image writes one,
+        all in one transaction: the capacity checked for the batch's new keys (INSTANCE_OVER_QUOTA writes
+        none of them), the index applied under the instance's write lock. Keys must be distinct."""
+        if not pictures:
+            return []
+        with self._indexes.writing(instance.id) as index:
+            capacity = self._billing.capacity_for_adds(instance)
+            written = self._images.upsert_many(
+                instance.id, pictures, capacity=capacity, now=self._clock.now()
+            )
+            index.upsert(
+                np.array([w.image_id for w in written], np.int64),
+                np.stack([p.image.embedding for p in pictures]),
+                max(w.seq for w in written),
+            )
+        return written
 
     def update_image(
         self, account: Account, instance_name: str, *, product_id: str, pic_name: str, change: AttributeUpdate

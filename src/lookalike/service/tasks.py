@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,9 +46,11 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.loose_values import JSON_YES_NO, loads_strict, parse_bool, parse_int, parse_text
 from lookalike.domain.models import Account, Attributes, Instance
 from lookalike.service.accounts import AccountService
+from lookalike.service.bulk_analysis import Analysed, EngineChoice, PictureJob, StorageOptions
 from lookalike.service.images import ImageService
 from lookalike.service.task_runner import TaskRunner, TaskSlice
 from lookalike.storage.accounts_repo import InstanceRepository
+from lookalike.storage.images_repo import NewPicture
 from lookalike.storage.tasks_repo import (
     DUMP,
     FAIL,
@@ -70,6 +73,7 @@ POLL_S: Final = 5.0
 MAX_PAGE_SIZE: Final = 500  # the API metadata's maximum (the SDK docstring says 30; 500 accepts both)
 META_FILE: Final = "increment.meta"
 LINK_KEY_FILE: Final = "download-link.key"
+BULK_WINDOW: Final = 64  # lines of a task handed to a bulk engine at once (one commit of outcomes)
 _FATAL_CODES = frozenset({e.INVALID_INSTANCE, e.INSTANCE_STATUS_ERROR})
 
 
@@ -139,6 +143,10 @@ class _Stopped(Exception):
     """The worker was asked to stop in the middle of a task."""
 
 
+class _EngineFailed(Exception):
+    """The bulk engine itself failed (not one picture): the task goes on on this server."""
+
+
 class _Yield(Exception):
     """A batch task used up its time slice: it goes back to the queue, where other tenants come first."""
 
@@ -157,6 +165,7 @@ class TaskService:
         sleep: Callable[[float], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         runners: Mapping[str, TaskRunner] | None = None,
+        increase_engine: EngineChoice | None = None,
     ) -> None:
         self._settings = settings
         self._runners = dict(runners or {})  # kinds run elsewhere (duplicate reports), by kind
@@ -178,6 +187,15 @@ class TaskService:
         self._monotonic = monotonic
         self._sleep = sleep or self._interruptible_sleep
         self._dir = settings.data_dir / "tasks"
+        # Where IncreaseInstance tasks analyse their pictures: a bulk engine (a Ray cluster), or None: here.
+        choice = increase_engine or EngineChoice(None, "on this server")
+        self._bulk = choice.engine
+        self._bulk_note = choice.note
+
+    @property
+    def increase_engine(self) -> str:
+        """Where IncreaseInstance tasks analyse their pictures, as the start-up log line says it."""
+        return self._bulk_note
 
     # --- submission ---
     def start_dump(self, account: Account, instance_name: str) -> TaskRow:
@@ -375,6 +393,9 @@ class TaskService:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
+        if self._bulk is not None:
+            self._bulk.close()
+            self._bulk = None
 
     def _interruptible_sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -504,7 +525,12 @@ class TaskService:
                 raise LookalikeError(e.INVALID_INSTANCE, "The instance no longer exists.")
             lines = self._lines(meta, after=task.progress)
             slice_ends = self._monotonic() + self._settings.task_slice_s
-            for line_no, text in lines:
+            bulk = self._bulk is not None
+            if bulk and not self._run_in_bulk(
+                task, account, instance.name, root, base, meta, lines, slice_ends
+            ):
+                return None  # lost the lease
+            for line_no, text in lines:  # without a bulk engine; with one, only after it failed
                 outcome = self._apply_line(account, instance.name, root, base, line_no, text)
                 if not self._repo.record_line(
                     task.id,
@@ -531,6 +557,173 @@ class TaskService:
         if latest.failed and not latest.succeeded:
             return self._finish(task, FAIL, "AllLinesFailed", summary)
         return self._finish(task, SUCCESS, "", summary)
+
+    # --- IncreaseInstance on a bulk engine (lookalike.service.bulk_analysis) ---
+    # The lines are taken a window at a time: the window's ADD pictures are analysed on the engine together,
+    # then its lines are applied in order on this server (adds written a batch per transaction, deletes as
+    # always) and their outcomes and the progress committed in one transaction. A crash before that commit
+    # redoes the window: adds are upserts and deletes are idempotent, so nothing is lost or doubled.
+
+    def _run_in_bulk(
+        self,
+        task: TaskRow,
+        account: Account,
+        instance_name: str,
+        root: Path,
+        base: Path,
+        meta: Path,
+        lines: Iterator[tuple[int, str]],
+        slice_ends: float,
+    ) -> bool:
+        """Apply ``lines`` through the bulk engine until they end (True) or the slice does (raises _Yield);
+        False when the lease was lost. If the engine itself fails, the window in hand is applied here, the
+        engine is dropped (logged) and True returned: the caller goes on with the rest of ``lines`` here."""
+        engine = self._bulk
+        assert engine is not None
+        # The gate of an add, once a window (the adds here are not paced by the instance's add rate).
+        effective = self._images.console_instance(account, instance_name, active=True, rate_limited=False)
+        if task.progress == 0:  # before anything is written: would the task's new pictures fit?
+            self._images.check_room(effective, self._added_keys(meta))
+        options = self._images.storage_options(effective)
+        while True:
+            window = list(itertools.islice(lines, BULK_WINDOW))
+            if not window:
+                return True
+            try:
+                outcomes = self._bulk_window(task, account, effective, root, base, window, options)
+            except _EngineFailed as failed:
+                log.warning(
+                    "task %s: the bulk engine failed (%s); IncreaseInstance tasks run on this server now",
+                    task.id,
+                    failed,
+                )
+                self._bulk, self._bulk_note = None, f"on this server: the bulk engine failed: {failed}"
+                outcomes = [
+                    (n, self._apply_line(account, instance_name, root, base, n, text), bool(text.strip()))
+                    for n, text in window
+                ]
+                engine.close()
+            if outcomes is None:
+                return False
+            if not self._repo.record_lines(
+                task.id, self._holder, outcomes, now=self._clock.now(), lease_until=self._lease_until()
+            ):
+                return False
+            if self._bulk is None:
+                return True
+            if self._monotonic() >= slice_ends:
+                raise _Yield
+
+    def _added_keys(self, meta: Path) -> list[tuple[str, str]]:
+        """The distinct (ProductId, PicName) of the file's ADD lines (for the capacity check; a line that
+        will fail for another reason counts too: the check errs on the side of refusing)."""
+        keys: dict[tuple[str, str], None] = {}
+        for _, text in self._lines(meta, after=0):
+            try:
+                item = loads_strict(text) if text.strip() else None
+                if isinstance(item, dict) and str(item.get("OperationType") or "").upper() == "ADD":
+                    keys[_text(item, "ProductId"), _text(item, "PicName")] = None
+            except (ValueError, LookalikeError):
+                continue  # that line fails on its own
+        return list(keys)
+
+    def _plan_line(
+        self, root: Path, base: Path, line_no: int, text: str
+    ) -> PictureJob | LineError | Literal["apply"]:
+        """An ADD line's job for the engine, or its error; "apply": a line applied here, in its turn."""
+        try:
+            item = loads_strict(text) if text.strip() else None
+        except ValueError:
+            return "apply"  # _apply_line reports it
+        if not isinstance(item, dict) or str(item.get("OperationType") or "").upper() != "ADD":
+            return "apply"
+        product_id, pic_name = "", ""
+        try:
+            product_id = _text(item, "ProductId")
+            pic_name = _text(item, "PicName")
+            job = self._add_job(root, base, item, product_id, pic_name, key=str(line_no))
+            ImageService.check_add_options(
+                product_id, pic_name, job.attributes, job.custom_content, job.category_id
+            )
+            return job
+        except LookalikeError as exc:
+            if exc.code in _FATAL_CODES:
+                raise
+            return LineError(line_no, "ADD", product_id, pic_name, exc.code, exc.message)
+        except OSError as exc:
+            return LineError(
+                line_no, "ADD", product_id, pic_name, e.PIC_NOT_EXIST, f"Reading the picture failed: {exc}"
+            )
+
+    def _bulk_window(
+        self,
+        task: TaskRow,
+        account: Account,
+        instance: Instance,
+        root: Path,
+        base: Path,
+        window: list[tuple[int, str]],
+        options: StorageOptions,
+    ) -> list[tuple[int, LineError | None, bool]] | None:
+        """One window's outcomes (line, error, counted), its adds and deletes applied; None: lease lost."""
+        assert self._bulk is not None
+        plans = [(n, text, self._plan_line(root, base, n, text)) for n, text in window]
+        jobs = [plan for _, _, plan in plans if isinstance(plan, PictureJob)]
+        analysed: dict[str, Analysed] = {}
+        try:
+            for batch in self._bulk.analyse(jobs, options):
+                analysed.update((outcome.key, outcome) for outcome in batch)
+                if not self._renew(task):  # the cluster may take a while: keep the lease
+                    return None
+        except Exception as exc:  # the engine's own failure (a picture's is its Analysed error)
+            raise _EngineFailed(f"{type(exc).__name__}: {exc}") from exc
+        errors: dict[int, LineError | None] = {}
+        pending: dict[tuple[str, str], tuple[int, NewPicture]] = {}  # written together, in line order
+
+        def flush() -> None:
+            errors.update(self._store(instance, list(pending.values())))
+            pending.clear()
+
+        for line_no, text, plan in plans:
+            if isinstance(plan, PictureJob):
+                outcome = analysed[plan.key]
+                if outcome.picture is None:
+                    error = outcome.error or LookalikeError(e.INTERNAL_ERROR, "The engine gave no picture.")
+                    errors[line_no] = LineError(
+                        line_no, "ADD", plan.product_id, plan.pic_name, error.code, error.message
+                    )
+                    continue
+                key = (plan.product_id, plan.pic_name)
+                if key in pending:  # a batch's keys are distinct: the earlier line is written first
+                    flush()
+                pending[key] = (line_no, outcome.picture)
+                errors[line_no] = None
+            elif plan == "apply":
+                flush()  # in the file's order: an ADD before a DELETE of the same key is written first
+                errors[line_no] = self._apply_line(account, instance.name, root, base, line_no, text)
+            else:
+                errors[line_no] = plan
+        flush()
+        return [(n, errors[n], bool(text.strip())) for n, text in window]
+
+    def _store(self, instance: Instance, adds: list[tuple[int, NewPicture]]) -> dict[int, LineError | None]:
+        """Write analysed adds in one transaction. Should they not fit any more (online adds took the room
+        since the check), one by one, as the local path writes them: those past the capacity fail."""
+        if not adds:
+            return {}
+        try:
+            self._images.store_analysed(instance, [picture for _, picture in adds])
+            return {}
+        except LookalikeError as exc:
+            if exc.code != e.INSTANCE_OVER_QUOTA:
+                raise
+            if len(adds) > 1:
+                return {n: error for add in adds for n, error in self._store(instance, [add]).items()}
+            line_no, picture = adds[0]
+            image = picture.image
+            return {
+                line_no: LineError(line_no, "ADD", image.product_id, image.pic_name, exc.code, exc.message)
+            }
 
     @staticmethod
     def _lines(meta: Path, *, after: int) -> Iterator[tuple[int, str]]:
@@ -597,6 +790,24 @@ class TaskService:
         product_id: str,
         pic_name: str,
     ) -> None:
+        job = self._add_job(root, base, item, product_id, pic_name, key="")
+        self._images.add_image(
+            account,
+            instance_name,
+            product_id=product_id,
+            pic_name=pic_name,
+            picture=Path(job.path).read_bytes(),
+            category_id=job.category_id,
+            crop=job.crop,
+            region=job.region,
+            attributes=job.attributes,
+            custom_content=job.custom_content,
+        )
+
+    def _add_job(
+        self, root: Path, base: Path, item: dict[str, Any], product_id: str, pic_name: str, *, key: str
+    ) -> PictureJob:
+        """An ADD line's picture file and options (raises that line's error)."""
         if not pic_name:
             raise LookalikeError(e.NO_SPECIFIED_PIC_NAME, "The parameter PicName no specified.")
         # PicName is the picture's path: relative to increment.meta's folder, or absolute in the bucket.
@@ -607,12 +818,11 @@ class TaskService:
         if picture_path.stat().st_size > limit:
             raise e.pic_too_large(limit)
         category = item.get("CategoryId")
-        self._images.add_image(
-            account,
-            instance_name,
+        return PictureJob(
+            key=key,
+            path=str(picture_path),
             product_id=product_id,
             pic_name=pic_name,
-            picture=picture_path.read_bytes(),
             category_id=None if category is None else _integer(category, "CategoryId", e.INVALID_CATEGORY),
             crop=_boolean(item.get("Crop", True)),
             region=_text(item, "Region") or None,

@@ -251,6 +251,59 @@ class TaskRepository:
                 )
         return True
 
+    def record_lines(
+        self,
+        task_id: int,
+        holder: str,
+        outcomes: list[tuple[int, LineError | None, bool]],
+        *,
+        now: datetime,
+        lease_until: datetime,
+    ) -> bool:
+        """``record_line`` for consecutive lines at once, one transaction: each (line_no, error, counted),
+        in line order; progress becomes the last one. False (and nothing changes) if the lease was lost
+        or the first line was already recorded."""
+        if not outcomes:
+            return True
+        failed = [error for _, error, _ in outcomes if error is not None]
+        succeeded = sum(1 for _, error, counted in outcomes if counted and error is None)
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(tasks)
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.status == PROCESSING,
+                    tasks.c.lease_holder == holder,
+                    tasks.c.progress < outcomes[0][0],
+                )
+                .values(
+                    progress=outcomes[-1][0],
+                    succeeded=tasks.c.succeeded + succeeded,
+                    failed=tasks.c.failed + len(failed),
+                    lease_until=lease_until,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            if failed:
+                conn.execute(
+                    insert(task_errors),
+                    [
+                        {
+                            "task_id": task_id,
+                            "line_no": error.line_no,
+                            "operation": error.operation,
+                            "product_id": error.product_id,
+                            "pic_name": error.pic_name,
+                            "code": error.code,
+                            "message": error.message,
+                        }
+                        for error in failed
+                    ],
+                )
+        return True
+
     def finish(
         self, task_id: int, holder: str | None, status: str, code: str, msg: str, now: datetime
     ) -> bool:
