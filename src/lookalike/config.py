@@ -500,7 +500,7 @@ def _show(value: Any) -> str:
         return ",".join(sorted(map(str, value))) or "(empty)"
     if isinstance(value, float) and value.is_integer():
         return str(int(value)) if abs(value) >= 1 else str(value)
-    return str(value)
+    return str(value) or "(empty)"
 
 
 def _field_comments(cls: type[Any]) -> dict[str, str]:
