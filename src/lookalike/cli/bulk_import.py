@@ -11,7 +11,7 @@ from typing import Any
 
 from lookalike.cli.errors import CliError, UsageError
 from lookalike.cli.options import Parser, add_api_options, add_command, add_json_option, add_settings_options
-from lookalike.cli.ray_address import ensure_reachable
+from lookalike.cli.ray_address import RAY_FIX, ensure_reachable
 from lookalike.cli.settings import settings_from_args
 from lookalike.cli.tenant_client import TenantClient, access_key
 
@@ -115,19 +115,22 @@ def _import_with_ray(args: argparse.Namespace) -> int:
     source = _source(args)
     settings = settings_from_args(args)
     ensure_reachable(args.ray_address or os.environ.get("RAY_ADDRESS"))
-    summary = run_ray_import(
-        settings=settings,
-        source=source,
-        instance=args.instance,
-        state_dir=settings.data_dir / "import-state",
-        address=args.ray_address,
-        workers=args.workers or 2,
-        batch_size=args.batch_size,
-        write_batch=args.write_batch,
-        cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = run_ray_import(
+            settings=settings,
+            source=source,
+            instance=args.instance,
+            state_dir=settings.data_dir / "import-state",
+            address=args.ray_address,
+            workers=args.workers or 2,
+            batch_size=args.batch_size,
+            write_batch=args.write_batch,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            progress=not args.no_progress,
+        )
+    except ConnectionError as exc:  # ray.init: no cluster found at `auto`, or it went away
+        raise CliError(f"Ray: {exc}", RAY_FIX) from exc
     print(
         json.dumps(summary)
         if args.json

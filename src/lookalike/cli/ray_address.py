@@ -9,7 +9,7 @@ from lookalike.cli.errors import CliError
 
 CLIENT_PORT = 10001  # Ray Client's port, for ray://HOST without one
 CONNECT_TIMEOUT_S = 5.0
-FIX = (
+RAY_FIX = (
     "start the cluster (`ray start --head` on its head node) and give the head's address, e.g. "
     "--ray-address 10.0.0.5:6379; or leave --ray-address and RAY_ADDRESS unset for a local Ray"
 )
@@ -29,9 +29,10 @@ def ensure_reachable(address: str | None) -> None:
     try:
         port = int(port_text)
     except ValueError:
-        raise CliError(f"--ray-address {address!r} has no port number", FIX) from None
+        raise CliError(f"--ray-address {address!r} has no port number", RAY_FIX) from None
     try:
         with socket.create_connection((host.strip("[]"), port), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
-        raise CliError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})", FIX) from None
+        reason = exc.strerror or exc
+        raise CliError(f"cannot reach the Ray cluster at {address} ({reason})", RAY_FIX) from None
