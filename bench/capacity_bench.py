@@ -59,6 +59,7 @@ import numpy as np
 import sqlalchemy
 from sqlalchemy import insert
 
+from lookalike.domain.attributes import Attributes
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.images_repo import ImageRepository, vector_to_blob
 from lookalike.storage.tables import accounts, changes, images, instances
@@ -332,6 +333,7 @@ def fill_sql(
         t = time.perf_counter()
         ids = np.arange(start + 1, start + m + 1, dtype=np.int64)
         image_rows, change_rows = [], []
+        unset_attributes = Attributes().as_filter_fields()  # every slot at its default (0 or "")
         for j in range(m):
             image_id = start + 1 + j  # seq = id: one change-log row per picture, in id order
             p = int(parent[j])
@@ -349,14 +351,7 @@ def fill_sql(
                     "seq": image_id,
                     "created_at": now,
                     "updated_at": now,
-                    "int_attr": 0,
-                    "int_attr2": 0,
-                    "int_attr3": 0,
-                    "int_attr4": 0,
-                    "str_attr": "",
-                    "str_attr2": "",
-                    "str_attr3": "",
-                    "str_attr4": "",
+                    **unset_attributes,
                 }
             )
             change_rows.append(
