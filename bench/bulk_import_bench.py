@@ -128,7 +128,7 @@ def tenant(settings: Settings, instance: str) -> tuple[str, str, str]:
     """An account with one instance (capacity 10M, adds unthrottled); returns (instance id, key, secret)."""
     plane = build_control_plane(settings, SystemClock())
     account, key = plane.accounts.create_account("bench")
-    granted = plane.billing.grant(account.id, instance, capacity=CAPACITY, qps=1000)
+    granted = plane.billing.orders.grant(account.id, instance, capacity=CAPACITY, qps=1000)
     plane.instances.set_operation_limits(granted.id, add_qps=100_000, delete_qps=1000, update_qps=1000)
     plane.engine.dispose()
     return granted.id, key.access_key_id, key.access_key_secret

@@ -759,7 +759,7 @@ def main() -> None:
                     f"the service stores {services.indexes.model_id}, not {reduction.model_id()}"
                 )
             account, _ = services.accounts.create_account("dupbench")
-            instance = services.billing.grant(account.id, "dupbench", capacity=10**6, qps=1000)
+            instance = services.billing.orders.grant(account.id, "dupbench", capacity=10**6, qps=1000)
             build = write_catalogue(services, instance.id, cat)
             ids = build.pop("ids")
             print(f"instance built: {build}", flush=True)

@@ -177,7 +177,7 @@ def main() -> None:
     try:
         account, _key = services.accounts.create_account("bench")
         for name in ("visual", "named"):
-            instance = services.billing.grant(account.id, name, capacity=100_000, qps=100_000)
+            instance = services.billing.orders.grant(account.id, name, capacity=100_000, qps=100_000)
             services.instances_repo.set_operation_limits(
                 instance.id, add_qps=100_000, delete_qps=100_000, update_qps=100_000
             )

@@ -44,7 +44,7 @@ def run_once(pictures: list[bytes], with_thumbnails: bool, model_cache: Path) ->
         services = build_services(settings, clock=clock, background=False)
         try:
             account, _key = services.accounts.create_account("bench")
-            instance = services.billing.grant(account.id, "bench", capacity=10**6, qps=100)
+            instance = services.billing.orders.grant(account.id, "bench", capacity=10**6, qps=100)
             services.instances_repo.set_operation_limits(
                 instance.id, add_qps=10**6, delete_qps=None, update_qps=None
             )

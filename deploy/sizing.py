@@ -88,7 +88,7 @@ def _picture(i: int, rng: np.random.Generator) -> NewImage:
 def _fill(settings: Settings, rows: int) -> tuple[sa.Engine, float]:
     control = build_control_plane(settings, SystemClock())
     account, _key = control.accounts.create_account("sizing")
-    instance = control.billing.grant(account.id, "sizing", capacity=rows + 1, qps=1)
+    instance = control.billing.orders.grant(account.id, "sizing", capacity=rows + 1, qps=1)
     repo = ImageRepository(control.engine)
     rng = np.random.default_rng(0)
     started = time.perf_counter()

@@ -99,7 +99,9 @@ class Console:
         return httpx.Client(base_url=self.base_url, auth=(key_id, secret), timeout=60)
 
     def top_up(self, user: ConsoleUser, amount_minor: int, key: str) -> None:
-        self.services.billing.top_up(user.account.id, amount_minor, reference=None, idempotency_key=key)
+        self.services.billing.payments.top_up(
+            user.account.id, amount_minor, reference=None, idempotency_key=key
+        )
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -131,7 +131,7 @@ def grant_instance(
     services: Services, account_id: str, name: str, *, capacity: int, qps: int, **qps_overrides: int
 ) -> Instance:
     """An operator-granted instance; add/delete/update limits default high so tests are not throttled."""
-    instance = services.billing.grant(account_id, name, capacity=capacity, qps=qps)
+    instance = services.billing.orders.grant(account_id, name, capacity=capacity, qps=qps)
     services.instances_repo.set_operation_limits(
         instance.id,
         add_qps=qps_overrides.get("add_qps", 1000),

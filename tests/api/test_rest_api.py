@@ -254,7 +254,7 @@ def test_rate_limit_answers_429_with_retry_after(
     client: TestClient, services: Services, coffee: bytes
 ) -> None:
     account, key = services.accounts.create_account("limited")
-    services.billing.grant(account.id, "slow", capacity=1000, qps=1)
+    services.billing.orders.grant(account.id, "slow", capacity=1000, qps=1)
     creds = (key.access_key_id, key.access_key_secret)
     first = client.post("/v1/instances/slow/search/picture", auth=creds, files={"picture": ("a.jpg", coffee)})
     second = client.post(

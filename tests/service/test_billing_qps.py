@@ -33,8 +33,8 @@ def test_burst_admits_qps_times_three_plus_burst(
 ) -> None:
     clock.set(START)
     account, _ = services.accounts.create_account("bursty")
-    services.billing.top_up(account.id, 10_000_00, idempotency_key="t1")
-    services.billing.buy(account, "bursty", package_id, idempotency_key="b1")
+    services.billing.payments.top_up(account.id, 10_000_00, idempotency_key="t1")
+    services.billing.orders.buy(account, "bursty", package_id, idempotency_key="b1")
     admitted = burst_for_three_seconds(services, "bursty", account, clock)
     assert qps * 3 <= admitted <= qps * 3 + qps
 
@@ -42,12 +42,12 @@ def test_burst_admits_qps_times_three_plus_burst(
 def test_changing_the_package_changes_the_limit_at_once(services: Services, clock: ManualClock) -> None:
     clock.set(START)
     account, _ = services.accounts.create_account("upgrader")
-    services.billing.top_up(account.id, 10_000_00, idempotency_key="t1")
-    services.billing.buy(account, "up", "2.5m-5qps", idempotency_key="b1")
+    services.billing.payments.top_up(account.id, 10_000_00, idempotency_key="t1")
+    services.billing.orders.buy(account, "up", "2.5m-5qps", idempotency_key="b1")
     assert 15 <= burst_for_three_seconds(services, "up", account, clock) <= 20
-    services.billing.change(account, "up", "2.5m-10qps", idempotency_key="c1")
+    services.billing.subscriptions.change(account, "up", "2.5m-10qps", idempotency_key="c1")
     assert 30 <= burst_for_three_seconds(services, "up", account, clock) <= 40
-    services.billing.change(account, "up", "2.5m-5qps", idempotency_key="c2")
+    services.billing.subscriptions.change(account, "up", "2.5m-5qps", idempotency_key="c2")
     assert 15 <= burst_for_three_seconds(services, "up", account, clock) <= 20
 
 

@@ -113,10 +113,10 @@ class BillingMachine(RuleBasedStateMachine):
         self.accounts: dict[str, Account] = {}
         for label in NAMES:
             self.accounts[label], _ = self.services.accounts.create_account(f"acct-{label}")
-        self.services.billing.create_private_package(
+        self.services.billing.catalogues.create_private_package(
             self.accounts["a"].id, capacity=2, qps=1, monthly=100, yearly=1000, package_id=TINY
         )
-        self.services.billing.set_trial_seats(1)
+        self.services.billing.trials.set_seats(1)
         self.live: dict[str, Modeled] = {}
         self.released: set[str] = set()
         self.keys = 0
@@ -157,7 +157,9 @@ class BillingMachine(RuleBasedStateMachine):
     def opening_balances(self, a: int, b: int) -> None:
         for label, amount in (("a", a), ("b", b)):
             if amount:
-                self.services.billing.top_up(self.accounts[label].id, amount, idempotency_key=self.key())
+                self.services.billing.payments.top_up(
+                    self.accounts[label].id, amount, idempotency_key=self.key()
+                )
 
     def pick(self, index: int) -> str:
         live = sorted(self.live)
@@ -167,7 +169,7 @@ class BillingMachine(RuleBasedStateMachine):
     def top_up(self, account: str, amount: int) -> None:
         account_id = self.accounts[account].id
         self.money_call(
-            lambda key: self.services.billing.top_up(account_id, amount, idempotency_key=key), set()
+            lambda key: self.services.billing.payments.top_up(account_id, amount, idempotency_key=key), set()
         )
 
     @rule(
@@ -180,7 +182,7 @@ class BillingMachine(RuleBasedStateMachine):
     def buy(self, account: str, slot: int, package_id: str, unit: str, count: int) -> None:
         name = NAMES[account][slot]
         body = self.money_call(
-            lambda key: self.services.billing.buy(
+            lambda key: self.services.billing.orders.buy(
                 self.accounts[account], name, package_id, unit=unit, count=count, idempotency_key=key
             ),
             {"InsufficientBalance", "InvalidPackage", "InstanceAlreadyExists"},
@@ -197,7 +199,7 @@ class BillingMachine(RuleBasedStateMachine):
     def trial(self, account: str, slot: int) -> None:
         name = NAMES[account][slot]
         body = self.money_call(
-            lambda key: self.services.billing.trial(self.accounts[account], name, idempotency_key=key),
+            lambda key: self.services.billing.trials.trial(self.accounts[account], name, idempotency_key=key),
             {"TrialUnavailable", "InstanceAlreadyExists"},
         )
         if body is None:
@@ -213,7 +215,7 @@ class BillingMachine(RuleBasedStateMachine):
         account = name[0]
         model = self.live.get(name)
         body = self.money_call(
-            lambda key: self.services.billing.change(
+            lambda key: self.services.billing.subscriptions.change(
                 self.accounts[account], name, package_id, idempotency_key=key
             ),
             BILLING_REFUSALS | {"InstanceStatusError"},
@@ -239,7 +241,7 @@ class BillingMachine(RuleBasedStateMachine):
         quote: int | None = None
         if model is not None and state is not InstanceState.RELEASED:
             try:
-                quote = self.services.billing.quote(
+                quote = self.services.billing.quotes.quote(
                     self.accounts[account],
                     "renew",
                     package_id=package_id,
@@ -250,7 +252,7 @@ class BillingMachine(RuleBasedStateMachine):
             except LookalikeError as err:
                 assert err.code in BILLING_REFUSALS, err
         body = self.money_call(
-            lambda key: self.services.billing.renew(
+            lambda key: self.services.billing.subscriptions.renew(
                 self.accounts[account], name, package_id, unit=unit, count=count, idempotency_key=key
             ),
             BILLING_REFUSALS | {"InstanceStatusError"},
@@ -272,7 +274,7 @@ class BillingMachine(RuleBasedStateMachine):
     def auto_renew(self, index: int, enabled: bool) -> None:
         name = self.pick(index)
         try:
-            self.services.billing.set_auto_renew(self.accounts[name[0]], name, enabled)
+            self.services.billing.subscriptions.set_auto_renew(self.accounts[name[0]], name, enabled)
         except LookalikeError as err:
             assert err.code == "InvalidInstance" and name not in self.live
             return
@@ -293,9 +295,13 @@ class BillingMachine(RuleBasedStateMachine):
             return
         owner = self.accounts[name[0]]
         for call in (
-            lambda: self.services.billing.change(owner, name, package_id, idempotency_key=self.key()),
-            lambda: self.services.billing.renew(owner, name, package_id, idempotency_key=self.key()),
-            lambda: self.services.billing.set_auto_renew(owner, name, True),
+            lambda: self.services.billing.subscriptions.change(
+                owner, name, package_id, idempotency_key=self.key()
+            ),
+            lambda: self.services.billing.subscriptions.renew(
+                owner, name, package_id, idempotency_key=self.key()
+            ),
+            lambda: self.services.billing.subscriptions.set_auto_renew(owner, name, True),
             lambda: self.services.images.add_image(
                 owner, name, product_id="p", pic_name="p", picture=PICTURES[0]
             ),
@@ -386,7 +392,7 @@ class BillingMachine(RuleBasedStateMachine):
                         ledger.c.account_id == account.id
                     )
                 ).scalar_one()
-                balance = self.services.billing.balance(account.id)
+                balance = self.services.billing.payments.balance(account.id)
                 assert balance == int(total) >= 0
 
     @invariant()
@@ -413,16 +419,16 @@ class BillingMachine(RuleBasedStateMachine):
             instance = self.services.instances_repo.get(model.instance_id)
             assert instance is not None and instance.expires_at == model.paid_until, name
             state = state_at(now, model.paid_until)
-            status = self.services.billing.instance_status(instance)
+            status = self.services.billing.subscriptions.instance_status(instance)
             assert status["state"] == state.value, (name, status)
             with self.services.engine.connect() as conn:
-                held = [s for s in repo.subscriptions_of(conn, model.instance_id) if s.effective_from <= now]
-                held = [s for s in held if now < s.effective_to]
+                records = repo.BillingRecords(conn).subscriptions_of(model.instance_id)
+            held = [s for s in records if s.effective_from <= now < s.effective_to]
             expected = model.package_at(now)
             if state is InstanceState.ACTIVE:
                 assert expected is not None
                 assert [s.package_id for s in held] == [expected], (name, held, model.segments)
-                effective = self.services.billing.effective(instance)
+                effective = self.services.billing.entitlements.effective(instance)
                 assert (effective.capacity, effective.search_qps) == LIMITS[expected]
                 assert effective.status == "active"
                 assert status["usage"] <= LIMITS[expected][0], (name, status)

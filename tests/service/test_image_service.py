@@ -220,7 +220,7 @@ def test_rate_limits_follow_the_injected_clock(
     services: Services, clock: ManualClock, pictures: dict[str, bytes]
 ) -> None:
     account, _ = services.accounts.create_account("limited")
-    services.billing.grant(account.id, "slow", capacity=100_000, qps=2)
+    services.billing.orders.grant(account.id, "slow", capacity=100_000, qps=2)
     add = services.images.add_image
     add(account, "slow", product_id="a", pic_name="1", picture=pictures["coffee"])
     with pytest.raises(LookalikeError) as err:  # 100k package: 1 add per second

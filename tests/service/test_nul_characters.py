@@ -44,6 +44,6 @@ def test_nul_in_a_filter_string_matches_nothing(services: Services, tenant: Tena
 
 
 def test_nul_in_an_idempotency_key_is_refused(services: Services, tenant: Tenant) -> None:
-    code = code_of(lambda: services.billing.top_up(tenant.account.id, 5, idempotency_key="k\x00"))
+    code = code_of(lambda: services.billing.payments.top_up(tenant.account.id, 5, idempotency_key="k\x00"))
     assert code == "IdempotencyKeyRequired"
-    assert services.billing.balance(tenant.account.id) == 0
+    assert services.billing.payments.balance(tenant.account.id) == 0

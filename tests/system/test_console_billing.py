@@ -27,14 +27,14 @@ def hidden_fields(page: Any, form: str) -> dict[str, str]:
 
 
 def balance(console: Console, account_id: str) -> int:
-    return console.services.billing.balance(account_id)
+    return console.services.billing.payments.balance(account_id)
 
 
 def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Console) -> None:
     console.clock.set(datetime(2027, 1, 1, tzinfo=UTC))
     tenant = console.new_tenant("shop-a")
     billing = console.services.billing
-    billing.create_private_package(
+    billing.catalogues.create_private_package(
         tenant.account.id, capacity=1, qps=1, monthly=1000, yearly=10000, package_id="tiny-for-a"
     )
     page = console.page()
@@ -82,7 +82,7 @@ def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Co
     again = page.request.post("/console/instances/shop/change", form=confirm)
     assert again.ok and "already placed" in again.text()
     assert balance(console, tenant.account.id) == 500_000 - shown
-    charges = [en for en in billing.ledger(tenant.account.id)["entries"] if en["kind"] == "charge"]
+    charges = [en for en in billing.payments.ledger(tenant.account.id)["entries"] if en["kind"] == "charge"]
     assert [en["amount"] for en in charges] == [-shown]
 
     # Two pictures stored: a downgrade to the one-picture private package is refused before confirming.
@@ -109,8 +109,8 @@ def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Co
     assert balance(console, tenant.account.id) == 500_000 - shown
 
     # Receipts of the upgrade: PDF (read back with pypdf) and CSV, with the same total.
-    order_id = billing.orders(tenant.account.id)[0]["id"]
-    assert billing.orders(tenant.account.id)[0]["kind"] == "change"
+    order_id = billing.receipts.orders(tenant.account.id)[0]["id"]
+    assert billing.receipts.orders(tenant.account.id)[0]["kind"] == "change"
     page.goto("/console/billing")
     assert page.locator("[data-balance]").inner_text() == f"{(500_000 - shown) / 100:.2f} USD"
     with page.expect_download() as download:
@@ -154,10 +154,10 @@ def test_trial_upgrade_refused_downgrade_expiry_renewal_and_receipts(console: Co
     assert "Auto-renew is on: 1 year" in page.get_by_role("status").inner_text()
     assert page.locator("[data-auto-renew]").get_attribute("data-auto-renew") == "on"
     shop = console.services.accounts.instance_for(tenant.account, "shop")
-    assert billing.instance_status(shop)["auto_renew"] is True
+    assert billing.subscriptions.instance_status(shop)["auto_renew"] is True
     page.get_by_role("button", name="Turn auto-renew off").click()
     assert page.locator("[data-auto-renew]").get_attribute("data-auto-renew") == "off"
-    assert billing.instance_status(shop)["auto_renew"] is False
+    assert billing.subscriptions.instance_status(shop)["auto_renew"] is False
 
     # The event feed, newest first, in words; and the page fits a phone.
     phone = console.page(PHONE)
@@ -177,7 +177,7 @@ def test_another_tenant_cannot_open_an_instance_or_its_receipts(console: Console
     owner = console.new_tenant("owner")
     billing = console.services.billing
     console.top_up(owner, 100_000, key="pay-owner")
-    bought = billing.buy(owner.account, "store", "2.5m-5qps", idempotency_key="buy-store")
+    bought = billing.orders.buy(owner.account, "store", "2.5m-5qps", idempotency_key="buy-store")
     order_id = bought["order_id"]
 
     stranger = console.new_tenant("stranger")
@@ -202,7 +202,7 @@ def test_another_tenant_cannot_open_an_instance_or_its_receipts(console: Console
         form={"csrf_token": token, "package_id": "2.5m-10qps", "idempotency_key": "k-1"},
     )
     assert refused.status == 404
-    assert billing.balance(owner.account.id) == 20_000
+    assert billing.payments.balance(owner.account.id) == 20_000
 
     operator = console.operator()
     admin_page = console.page()

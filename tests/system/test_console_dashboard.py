@@ -22,7 +22,7 @@ def test_dashboard_shows_state_pictures_and_measured_search_qps(console: Console
     tenant = console.new_tenant("shop-a")
     console.top_up(tenant, 12_345, "dash-top-up")
     # A one-month instance that expires two days before the searches below (and is kept 7 days after).
-    svc.billing.grant(tenant.account.id, "archive", capacity=10, qps=1, months=1)
+    svc.billing.orders.grant(tenant.account.id, "archive", capacity=10, qps=1, months=1)
     clock.advance(timedelta(days=33))
     svc.lifecycle.sweep()
     gallery = grant_instance(svc, tenant.account.id, "gallery", capacity=50, qps=2)

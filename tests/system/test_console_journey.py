@@ -78,7 +78,7 @@ def test_trial_pictures_search_top_up_upgrade_expiry_and_renewal(console: Consol
     assert shown == quoted["total"] > 0
     page.get_by_role("button", name=re.compile(r"^Confirm and pay")).click()
     page.wait_for_url("**/console/instances/shop")
-    assert console.services.billing.balance(tenant.account.id) == 200_000 - shown
+    assert console.services.billing.payments.balance(tenant.account.id) == 200_000 - shown
 
     # The operator's demo clock runs past the end of the cycle: the instance expires (the sweep runs).
     desk.goto("/console/operator/clock")
@@ -96,7 +96,7 @@ def test_trial_pictures_search_top_up_upgrade_expiry_and_renewal(console: Consol
     renewal = int(page.locator("td.total").get_attribute("data-total") or "")
     page.get_by_role("button", name=re.compile(r"^Confirm and pay")).click()
     page.wait_for_url("**/console/instances/shop")
-    assert console.services.billing.balance(tenant.account.id) == 200_000 - shown - renewal
+    assert console.services.billing.payments.balance(tenant.account.id) == 200_000 - shown - renewal
     page.goto("/console/dashboard")
     assert card.locator(".badge").inner_text() == "active"
     assert "3 of 2,500,000" in card.inner_text()

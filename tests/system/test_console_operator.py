@@ -60,7 +60,7 @@ def test_a_tenant_gets_no_operator_page_and_no_operator_action(console: Console)
     page.goto("/console/dashboard")
     csrf = page.locator("input[name=csrf_token]").first.input_value()
     svc = console.services
-    seats_before, now_before = svc.billing.trial_seats(), svc.clock.now()
+    seats_before, now_before = svc.billing.trials.seats(), svc.clock.now()
     posts = {
         f"/console/operator/accounts/{tenant.account.id}/top-up": {
             "amount": "1000.00",
@@ -87,10 +87,12 @@ def test_a_tenant_gets_no_operator_page_and_no_operator_action(console: Console)
         f"/console/operator/accounts/{operator.account.id}/enable", form={"csrf_token": csrf}
     )
     assert response.status == 403
-    assert svc.billing.balance(tenant.account.id) == 0
+    assert svc.billing.payments.balance(tenant.account.id) == 0
     assert all(a.name != "sneaky" for a in svc.accounts.list_accounts())
-    assert all(p.private_for is None for p in svc.billing.catalogue_for(tenant.account.id).packages)
-    assert svc.billing.trial_seats() == seats_before and svc.clock.now() == now_before
+    assert all(
+        p.private_for is None for p in svc.billing.catalogues.catalogue_for(tenant.account.id).packages
+    )
+    assert svc.billing.trials.seats() == seats_before and svc.clock.now() == now_before
     page.goto("/console/dashboard")  # the tenant's password did not change: still signed in
     assert page.get_by_role("heading", name="Dashboard").is_visible()
 
@@ -155,7 +157,7 @@ def test_a_top_up_moves_the_balance_by_exactly_its_amount_and_a_double_submit_cr
         page.get_by_role("button", name="Credit the balance").click()
         assert said in alert(page), bad
         assert page.get_by_label("Amount (USD)").input_value() == bad
-    assert console.services.billing.balance(tenant.account.id) == 0
+    assert console.services.billing.payments.balance(tenant.account.id) == 0
 
     page.get_by_label("Amount (USD)").fill("123.45")
     page.get_by_label("Payment reference (optional)").fill("wire 7781")
@@ -167,7 +169,7 @@ def test_a_top_up_moves_the_balance_by_exactly_its_amount_and_a_double_submit_cr
     again = page.request.post(f"/console/operator/accounts/{tenant.account.id}/top-up", form=posted)
     assert again.ok and "already credited" in again.text()
 
-    assert console.services.billing.balance(tenant.account.id) == 12345
+    assert console.services.billing.payments.balance(tenant.account.id) == 12345
     with console.api(tenant) as api:
         ledger = api.get("/v1/billing/ledger").json()
     assert ledger["balance"] == 12345
@@ -180,7 +182,7 @@ def test_a_top_up_moves_the_balance_by_exactly_its_amount_and_a_double_submit_cr
     page.get_by_label("Amount (USD)").fill("0.55")
     page.get_by_role("button", name="Credit the balance").click()
     assert notice(page) == "Credited 0.55 USD. Balance now 124.00 USD."
-    assert console.services.billing.balance(tenant.account.id) == 12400
+    assert console.services.billing.payments.balance(tenant.account.id) == 12400
 
 
 def test_disabling_an_account_ends_its_sessions_and_refuses_its_keys(console: Console) -> None:
@@ -219,7 +221,9 @@ def test_private_quote_reaches_the_tenants_catalogue_and_trial_seats_are_set(con
     page = signed_in_operator(console)
     page.goto("/console/operator/catalogue")
     public = [
-        p for p in console.services.billing.catalogue_for(tenant.account.id).packages if not p.private_for
+        p
+        for p in console.services.billing.catalogues.catalogue_for(tenant.account.id).packages
+        if not p.private_for
     ]
     assert page.locator("#public-packages tbody tr").count() == len(public)
     page.get_by_label("Account", exact=True).select_option(label="shop-a")
@@ -264,20 +268,20 @@ def test_private_quote_reaches_the_tenants_catalogue_and_trial_seats_are_set(con
     page.get_by_label("Total seats").fill("3")
     page.get_by_role("button", name="Set total").click()
     assert notice(page) == "Trial seats: 3 in total, 0 used, 3 left."
-    console.services.billing.trial(tenant.account, "try-it", idempotency_key="t1")
+    console.services.billing.trials.trial(tenant.account, "try-it", idempotency_key="t1")
     for bad, said in (("0", "1 trial seats are already used"), ("-1", "not a whole number")):
         page.get_by_label("Total seats").fill(bad)
         page.get_by_role("button", name="Set total").click()
         assert said in alert(page)
     page.get_by_label("Total seats").fill("1")
     page.get_by_role("button", name="Set total").click()
-    assert console.services.billing.trial_seats() == {"total": 1, "used": 1, "left": 0}
+    assert console.services.billing.trials.seats() == {"total": 1, "used": 1, "left": 0}
     assert page.locator("#seats-left").inner_text() == "0"
 
 
 def test_advancing_the_demo_clock_expires_an_instance_past_its_paid_until(console: Console) -> None:
     tenant = console.new_tenant("shop-a")
-    instance = console.services.billing.grant(
+    instance = console.services.billing.orders.grant(
         tenant.account.id, "shop-a-main", capacity=20000, qps=2, months=1
     )
     assert instance.expires_at is not None

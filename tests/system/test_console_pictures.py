@@ -162,7 +162,7 @@ def test_add_errors_are_shown_on_the_page_and_add_nothing(console: Console) -> N
     assert console.services.images.list_pictures(tenant.account, "slow").total == 1
 
     # A lapsed subscription: browsing still works, adding is refused with the reason.
-    lapsed = console.services.billing.grant(tenant.account.id, "old", capacity=10, qps=1, months=1)
+    lapsed = console.services.billing.orders.grant(tenant.account.id, "old", capacity=10, qps=1, months=1)
     console.clock.advance(timedelta(days=33))
     console.services.lifecycle.sweep()
     assert console.services.instances_repo.get(lapsed.id).status == "expired"  # type: ignore[union-attr]

@@ -21,6 +21,8 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account
 from lookalike.service.container import Services
 from lookalike.service.lifecycle import LifecycleService
+from lookalike.storage.billing_repo import SqlBillingStore
+from lookalike.storage.locks import SqlLockStore
 from lookalike.storage.tables import events, ledger, orders
 
 T = TypeVar("T")
@@ -83,26 +85,28 @@ def event_counts(services: Services, account_id: str) -> Counter[str]:
 def account_with(services: Services, name: str, balance: int) -> Account:
     account, _ = services.accounts.create_account(name)
     if balance:
-        services.billing.top_up(account.id, balance, idempotency_key=f"seed-{name}")
+        services.billing.payments.top_up(account.id, balance, idempotency_key=f"seed-{name}")
     return account
 
 
 def test_same_key_top_up_from_many_threads_credits_once(services: Services, clock: ManualClock) -> None:
     clock.set(START)
     account = account_with(services, "payer", 0)
-    results = race(lambda _i: services.billing.top_up(account.id, 5000, idempotency_key="pay-1"))
+    results = race(lambda _i: services.billing.payments.top_up(account.id, 5000, idempotency_key="pay-1"))
     bodies = [r for r in results if isinstance(r, dict)]
     assert len(bodies) == RACERS, results
     assert sum(1 for b in bodies if not b.get("replayed")) == 1  # one did it, the others replayed it
     assert all(without_replay_flag(b) == without_replay_flag(bodies[0]) for b in bodies)
     assert ledger_rows(services, account.id) == [("topup", 5000)]
-    assert services.billing.balance(account.id) == 5000
+    assert services.billing.payments.balance(account.id) == 5000
 
 
 def test_same_key_buy_from_many_threads_charges_once(services: Services, clock: ManualClock) -> None:
     clock.set(START)
     account = account_with(services, "buyer", 3 * PRICE)
-    results = race(lambda _i: services.billing.buy(account, "shop", "2.5m-5qps", idempotency_key="buy-1"))
+    results = race(
+        lambda _i: services.billing.orders.buy(account, "shop", "2.5m-5qps", idempotency_key="buy-1")
+    )
     bodies = [r for r in results if isinstance(r, dict)]
     assert len(bodies) == RACERS, results
     assert all(without_replay_flag(b) == without_replay_flag(bodies[0]) for b in bodies)
@@ -117,12 +121,12 @@ def test_different_keys_racing_never_overdraw(services: Services, clock: ManualC
     affordable = 3
     account = account_with(services, "spender", affordable * PRICE + PRICE // 2)
     results = race(
-        lambda i: services.billing.buy(account, f"shop{i}", "2.5m-5qps", idempotency_key=f"buy-{i}")
+        lambda i: services.billing.orders.buy(account, f"shop{i}", "2.5m-5qps", idempotency_key=f"buy-{i}")
     )
     won = [r for r in results if isinstance(r, dict)]
     refused = [r.code for r in results if isinstance(r, LookalikeError)]
     assert len(won) == affordable and refused == ["InsufficientBalance"] * (RACERS - affordable)
-    assert services.billing.balance(account.id) == PRICE // 2
+    assert services.billing.payments.balance(account.id) == PRICE // 2
     charges = [amount for kind, amount in ledger_rows(services, account.id) if kind == "charge"]
     assert charges == [-PRICE] * affordable
     live = [i for i in range(RACERS) if services.instances_repo.get_by_name(f"shop{i}") is not None]
@@ -133,24 +137,26 @@ def test_many_accounts_racing_for_the_last_trial_seat_one_wins(
     services: Services, clock: ManualClock
 ) -> None:
     clock.set(START)
-    services.billing.set_trial_seats(1)
+    services.billing.trials.set_seats(1)
     racers = [account_with(services, f"racer{i}", 0) for i in range(RACERS)]
-    results = race(lambda i: services.billing.trial(racers[i], f"try{i}", idempotency_key="trial"))
+    results = race(lambda i: services.billing.trials.trial(racers[i], f"try{i}", idempotency_key="trial"))
     assert sum(isinstance(r, dict) for r in results) == 1, results
     assert sorted(r.code for r in results if isinstance(r, LookalikeError)) == ["TrialUnavailable"] * (
         RACERS - 1
     )
-    assert services.billing.trial_seats() == {"total": 1, "used": 1, "left": 0}
+    assert services.billing.trials.seats() == {"total": 1, "used": 1, "left": 0}
 
 
 def test_same_name_bought_by_racing_accounts_exists_once(services: Services, clock: ManualClock) -> None:
     """The partial unique index on live names decides; the losers get a clean error, not a 500."""
     clock.set(START)
     racers = [account_with(services, f"rival{i}", PRICE) for i in range(RACERS)]
-    results = race(lambda i: services.billing.buy(racers[i], "contested", "2.5m-5qps", idempotency_key="k"))
+    results = race(
+        lambda i: services.billing.orders.buy(racers[i], "contested", "2.5m-5qps", idempotency_key="k")
+    )
     assert sum(isinstance(r, dict) for r in results) == 1, results
     assert {r.code for r in results if isinstance(r, LookalikeError)} == {"InstanceAlreadyExists"}
-    charged = [a for a in racers if services.billing.balance(a.id) == 0]
+    charged = [a for a in racers if services.billing.payments.balance(a.id) == 0]
     assert len(charged) == 1  # only the winner paid
 
 
@@ -170,15 +176,21 @@ def test_two_sweepers_racing_expire_renew_and_release_once(
 ) -> None:
     clock.set(START)
     renewing = account_with(services, "renewing", 2 * PRICE)
-    services.billing.buy(renewing, "auto", "2.5m-5qps", idempotency_key="b")
-    services.billing.set_auto_renew(renewing, "auto", True)
+    services.billing.orders.buy(renewing, "auto", "2.5m-5qps", idempotency_key="b")
+    services.billing.subscriptions.set_auto_renew(renewing, "auto", True)
     lapsing = account_with(services, "lapsing", PRICE)
-    services.billing.buy(lapsing, "lapse", "2.5m-5qps", idempotency_key="b")
+    services.billing.orders.buy(lapsing, "lapse", "2.5m-5qps", idempotency_key="b")
 
     def sweepers() -> list[LifecycleService]:
-        locks = None if lease else NoLock()  # None: each its own SqlLockStore on the job_leases row
+        # With the lease: each sweeper its own SqlLockStore on the job_leases row.
         return [
-            LifecycleService(services.engine, clock, services.billing, services.indexes, locks)
+            LifecycleService(
+                SqlBillingStore(services.engine),
+                clock,
+                services.billing.subscriptions,
+                services.indexes,
+                SqlLockStore(services.engine, clock) if lease else NoLock(),
+            )
             for _ in range(RACERS)
         ]
 

@@ -19,8 +19,8 @@ from lookalike.config import Settings
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Instance
-from lookalike.service.billing import BillingService
-from lookalike.service.container import build_billing_service, open_database, vector_backend
+from lookalike.service.container import build_billing_services, open_database, vector_backend
+from lookalike.service.entitlements import Entitlements
 from lookalike.service.picture_analysis import thumbnail_size_for
 from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.images_repo import ImageRepository, NewPicture, WriteResult
@@ -39,7 +39,7 @@ class BulkWriter:
         engine: Engine,
         images: ImageRepository,
         instances: InstanceRepository,
-        billing: BillingService,
+        entitlements: Entitlements,
         indexes: IndexManager | None,
         clock: Clock,
     ) -> None:
@@ -47,7 +47,7 @@ class BulkWriter:
         self._engine = engine
         self._images = images
         self._instances = instances
-        self._billing = billing
+        self._entitlements = entitlements
         self._indexes = indexes  # only for a shared backend (Milvus); None: servers catch up themselves
         self._clock = clock
 
@@ -73,7 +73,7 @@ class BulkWriter:
             engine=engine,
             images=images,
             instances=InstanceRepository(engine),
-            billing=build_billing_service(settings, engine, clock),
+            entitlements=build_billing_services(settings, engine, clock).entitlements,
             indexes=indexes,
             clock=clock,
         )
@@ -88,7 +88,7 @@ class BulkWriter:
         found = self._instances.get_by_name(name)
         if found is None:
             raise LookalikeError(e.INVALID_INSTANCE, f"No live instance named {name!r}.")
-        instance = self._billing.effective(found)
+        instance = self._entitlements.effective(found)
         if instance.status != ACTIVE:
             raise LookalikeError(
                 e.INSTANCE_STATUS_ERROR, "Your instance is unavailable: its subscription has expired."
@@ -107,7 +107,7 @@ class BulkWriter:
     def check_capacity(self, instance: Instance, keys: Sequence[tuple[str, str]]) -> dict[str, int]:
         """Refuse (INSTANCE_OVER_QUOTA) before anything is written when the keys the instance does not
         hold yet, added to what it holds, exceed what its package (and any already paid for) allows."""
-        capacity = self._billing.capacity_for_adds(instance)
+        capacity = self._entitlements.capacity_for_adds(instance)
         held = self._images.stored_count(instance.id)
         fresh = len(keys) - len(self._images.existing_keys(instance.id, keys))
         if held + fresh > capacity:
@@ -120,7 +120,7 @@ class BulkWriter:
 
     def write(self, instance: Instance, pictures: Sequence[NewPicture]) -> list[WriteResult]:
         """One batch, one transaction; a shared index is caught up with it before returning."""
-        capacity = self._billing.capacity_for_adds(instance)
+        capacity = self._entitlements.capacity_for_adds(instance)
         writing: Any = self._indexes.writing(instance.id) if self._indexes is not None else nullcontext()
         with writing:
             return self._images.upsert_many(instance.id, pictures, capacity=capacity, now=self._clock.now())

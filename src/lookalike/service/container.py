@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
-from lookalike.service.billing import BillingService, CatalogueSource
+from lookalike.service.billing import Billing, CatalogueSource, build_billing
 from lookalike.service.bulk_analysis import EngineConnector, choose_increase_engine
 from lookalike.service.console_auth import ConsoleAuthService
 from lookalike.service.duplicates import DuplicateReports
@@ -24,6 +24,7 @@ from lookalike.service.text_search import TextSearchService
 from lookalike.service.uploads import UploadStore
 from lookalike.service.usage import SearchUsageMeter
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
+from lookalike.storage.billing_repo import SqlBillingStore
 from lookalike.storage.console_repo import ConsoleRepository
 from lookalike.storage.db import make_engine, migrate, sqlite_url
 from lookalike.storage.duplicates_repo import DuplicateRepository
@@ -54,7 +55,7 @@ class Services:
     engine: Engine
     clock: Clock
     accounts: AccountService
-    billing: BillingService
+    billing: Billing
     lifecycle: LifecycleService
     images: ImageService
     indexes: IndexManager
@@ -143,7 +144,7 @@ class ControlPlane:
 
     engine: Engine
     accounts: AccountService
-    billing: BillingService
+    billing: Billing
     instances: InstanceRepository
 
 
@@ -152,14 +153,14 @@ def build_control_plane(settings: Settings, clock: Clock) -> ControlPlane:
     return ControlPlane(
         engine,
         build_account_service(settings, engine, clock),
-        build_billing_service(settings, engine, clock),
+        build_billing_services(settings, engine, clock),
         InstanceRepository(engine),
     )
 
 
-def build_billing_service(settings: Settings, engine: Engine, clock: Clock) -> BillingService:
-    return BillingService(
-        engine=engine,
+def build_billing_services(settings: Settings, engine: Engine, clock: Clock) -> Billing:
+    return build_billing(
+        store=SqlBillingStore(engine),
         clock=clock,
         catalogue=CatalogueSource(settings.catalogue_path),
         accounts=AccountRepository(engine),
@@ -192,7 +193,7 @@ def build_services(
     max_batch = settings.embed_max_batch if embedder.device == "cpu" else embedder.max_batch
     batcher = MicroBatcher(embedder, max_batch=max_batch, max_wait_ms=settings.embed_max_wait_ms)
 
-    billing = build_billing_service(settings, engine, clock)
+    billing = build_billing_services(settings, engine, clock)
     image_repo = ImageRepository(engine)
     reduction = packaged_reduction()
     if reduction.source_model != embedder.MODEL_ID or reduction.dim_in != embedder.DIM:
@@ -218,13 +219,13 @@ def build_services(
     usage = SearchUsageMeter(UsageRepository(engine), clock)
     if background:
         usage.start()
-    lifecycle = LifecycleService(engine, clock, billing, indexes, shared.locks)
+    lifecycle = LifecycleService(SqlBillingStore(engine), clock, billing.subscriptions, indexes, shared.locks)
     if background:
         lifecycle.sweep()
         lifecycle.start(settings.sweep_interval_s)
     images = ImageService(
         accounts=accounts,
-        billing=billing,
+        entitlements=billing.entitlements,
         instances=InstanceRepository(engine),
         images=image_repo,
         indexes=indexes,

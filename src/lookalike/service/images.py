@@ -40,8 +40,8 @@ from lookalike.domain.validation import (
     validate_paging,
 )
 from lookalike.service.accounts import AccountService
-from lookalike.service.billing import BillingService
 from lookalike.service.bulk_analysis import StorageOptions
+from lookalike.service.entitlements import Entitlements
 from lookalike.service.limits import Operation, RateLimiter
 from lookalike.service.metrics import NO_METRICS, Rejection, ServiceMetrics
 from lookalike.service.picture_analysis import (
@@ -146,7 +146,7 @@ class ImageService:
         self,
         *,
         accounts: AccountService,
-        billing: BillingService,
+        entitlements: Entitlements,
         instances: InstanceRepository,
         images: ImageRepository,
         indexes: IndexManager,
@@ -160,7 +160,7 @@ class ImageService:
         metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self._accounts = accounts
-        self._billing = billing
+        self._entitlements = entitlements
         self._instances = instances
         self._images = images
         self._indexes = indexes
@@ -179,7 +179,7 @@ class ImageService:
     # --- the gate ---
     def _instance(self, account: Account, name: str, operation: Operation | None) -> Instance:
         """Owned instance with the limits of the package it holds now; data-plane calls need it active."""
-        instance = self._billing.effective(self._accounts.instance_for(account, name))
+        instance = self._entitlements.effective(self._accounts.instance_for(account, name))
         if operation is not None:
             if instance.status != ACTIVE:
                 self.metrics.rejected(instance.id, operation.value, Rejection.STATE)
@@ -307,7 +307,7 @@ class ImageService:
             ),
         )
         with self._indexes.writing(instance.id) as index:
-            capacity = self._billing.capacity_for_adds(instance)
+            capacity = self._entitlements.capacity_for_adds(instance)
             try:
                 written = self._images.upsert(
                     instance.id,
@@ -350,7 +350,7 @@ class ImageService:
     def check_room(self, instance: Instance, keys: Sequence[tuple[str, str]]) -> None:
         """Refuse (INSTANCE_OVER_QUOTA) before a bulk write when the keys the instance does not hold yet,
         added to what it holds, exceed what its package allows (as lookalike.bulk.writer checks an import)."""
-        capacity = self._billing.capacity_for_adds(instance)
+        capacity = self._entitlements.capacity_for_adds(instance)
         held = self._images.stored_count(instance.id)
         fresh = len(keys) - len(self._images.existing_keys(instance.id, keys))
         if held + fresh > capacity:
@@ -367,7 +367,7 @@ class ImageService:
         if not pictures:
             return []
         with self._indexes.writing(instance.id) as index:
-            capacity = self._billing.capacity_for_adds(instance)
+            capacity = self._entitlements.capacity_for_adds(instance)
             written = self._images.upsert_many(
                 instance.id, pictures, capacity=capacity, now=self._clock.now()
             )

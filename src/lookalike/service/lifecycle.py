@@ -13,18 +13,14 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-
 from lookalike.clock import Clock
 from lookalike.domain import errors as e
+from lookalike.domain.billing_records import SweepCandidate
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.lifecycle import InstanceState, due_notices, state_at
-from lookalike.service.billing import BillingService
-from lookalike.storage import billing_repo as repo
-from lookalike.storage.db import write_transaction
-from lookalike.storage.images_repo import purge_instance_rows
-from lookalike.storage.locks import LockStore, SqlLockStore
-from lookalike.storage.sqltime import as_utc
+from lookalike.service.billing.ports import BillingStore
+from lookalike.service.billing.subscriptions import Subscriptions
+from lookalike.storage.locks import LockStore
 from lookalike.vectors.manager import IndexManager
 
 log = logging.getLogger(__name__)
@@ -46,16 +42,16 @@ class SweepReport:
 class LifecycleService:
     def __init__(
         self,
-        engine: Engine,
+        store: BillingStore,
         clock: Clock,
-        billing: BillingService,
+        subscriptions: Subscriptions,
         indexes: IndexManager,
-        locks: LockStore | None = None,  # default: the job_leases table; Redis when configured
+        locks: LockStore,  # the job_leases table; Redis when configured
     ) -> None:
-        self._engine = engine
-        self._locks: LockStore = locks or SqlLockStore(engine, clock)
+        self._store = store
+        self._locks = locks
         self._clock = clock
-        self._billing = billing
+        self._subscriptions = subscriptions
         self._indexes = indexes
         self._holder = f"sweeper-{secrets.token_hex(6)}"
         self._stop = threading.Event()
@@ -82,8 +78,8 @@ class LifecycleService:
         if not self._locks.acquire(LEASE_NAME, self._holder, LEASE_SECONDS):
             return SweepReport(ran=False)
         try:
-            with self._engine.connect() as conn:
-                rows = repo.instances_to_sweep(conn)
+            with self._store.reading() as tx:
+                rows = tx.instances_to_sweep()
             report = SweepReport()
             for row in rows:
                 try:
@@ -94,15 +90,14 @@ class LifecycleService:
             self._locks.release(LEASE_NAME, self._holder)  # hand the lease back
         return report
 
-    def _sweep_one(self, row: repo.SweepRow, report: SweepReport) -> None:
+    def _sweep_one(self, row: SweepCandidate, report: SweepReport) -> None:
         if row.paid_until is None:
             return
         paid_until = row.paid_until
         now = self._clock.now()
-        with write_transaction(self._engine) as conn:
+        with self._store.writing() as tx:
             for days in due_notices(now, paid_until):
-                if repo.add_event(
-                    conn,
+                if tx.add_event(
                     account_id=row.account_id,
                     instance_id=row.id,
                     kind=f"expiring_in_{days}d",
@@ -117,18 +112,17 @@ class LifecycleService:
         if row.auto_renew and state is InstanceState.EXPIRED and self._auto_renew(row, paid_until):
             report.renewed.append(row.name)
             return
-        with write_transaction(self._engine) as conn:
+        with self._store.writing() as tx:
             # Judge expiry on the locked row, not on `row` read before: a renewal (the tenant's, or another
             # sweeper's auto-renew) may have committed since, and must not be marked expired.
-            locked = repo.lock_instance(conn, row.id)
-            locked_until = as_utc(locked.expires_at) if locked is not None and locked.expires_at else None
+            locked = tx.lock_instance(row.id)
+            locked_until = locked.paid_until if locked is not None else None
             if (
                 locked_until is not None
                 and state_at(now, locked_until) is not InstanceState.ACTIVE
-                and repo.set_status(conn, row.id, "active", "expired", now)
+                and tx.move_status(row.id, "active", "expired", now)
             ):
-                repo.add_event(
-                    conn,
+                tx.add_event(
                     account_id=row.account_id,
                     instance_id=row.id,
                     kind="expired",
@@ -140,15 +134,15 @@ class LifecycleService:
         if state is InstanceState.RELEASED:
             self._release(row, report)
 
-    def _auto_renew(self, row: repo.SweepRow, paid_until: datetime) -> bool:
-        with self._engine.connect() as conn:
-            sub = repo.last_subscription(conn, row.id)
+    def _auto_renew(self, row: SweepCandidate, paid_until: datetime) -> bool:
+        with self._store.reading() as tx:
+            sub = tx.last_subscription(row.id)
         if sub is None:
             return False
         unit = row.auto_renew_unit or sub.period_unit
         count = row.auto_renew_count or sub.period_count
         try:
-            self._billing.renew_automatically(
+            self._subscriptions.renew_automatically(
                 row.account_id,
                 row.id,
                 sub.package_id,
@@ -159,9 +153,8 @@ class LifecycleService:
             return True
         except LookalikeError as exc:
             log.info("auto-renew of %s failed: %s", row.id, exc.code)
-            with write_transaction(self._engine) as conn:
-                repo.add_event(
-                    conn,
+            with self._store.writing() as tx:
+                tx.add_event(
                     account_id=row.account_id,
                     instance_id=row.id,
                     kind="auto_renew_failed",
@@ -171,20 +164,19 @@ class LifecycleService:
                 )
             return False
 
-    def _release(self, row: repo.SweepRow, report: SweepReport) -> None:
+    def _release(self, row: SweepCandidate, report: SweepReport) -> None:
         """Purge the pictures, vectors and change log; free the name. Orders and the ledger stay."""
         now = self._clock.now()
-        with write_transaction(self._engine) as conn:
-            locked = repo.lock_instance(conn, row.id)
+        with self._store.writing() as tx:
+            locked = tx.lock_instance(row.id)
             if locked is None or locked.status == "released":
                 return
-            paid_until = as_utc(locked.expires_at) if locked.expires_at else None
+            paid_until = locked.paid_until
             if paid_until is None or state_at(now, paid_until) is not InstanceState.RELEASED:
                 return  # renewed in the meantime
-            purge_instance_rows(conn, row.id)
-            repo.set_status(conn, row.id, locked.status, "released", now)
-            repo.add_event(
-                conn,
+            tx.purge_instance_data(row.id)
+            tx.move_status(row.id, locked.status, "released", now)
+            tx.add_event(
                 account_id=row.account_id,
                 instance_id=row.id,
                 kind="released",

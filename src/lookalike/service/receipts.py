@@ -1,4 +1,4 @@
-"""Receipts: one order (as BillingService.order returns it) as CSV text or as a PDF document.
+"""Receipts: one order (as billing.receipts.order returns it) as CSV text or as a PDF document.
 
 Both carry the same facts: order id, date, account, instance, kind, every line item with its period and
 proration, the total and the currency. Amounts are plain decimal strings in the catalogue's minor-unit

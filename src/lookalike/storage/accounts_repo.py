@@ -40,6 +40,46 @@ def _instance(row: Any) -> Instance:
     )
 
 
+def insert_instance(
+    conn: Connection,
+    *,
+    account_id: str,
+    name: str,
+    service_type: ServiceType,
+    capacity: int,
+    search_qps: int,
+    paid_until: datetime,
+    now: datetime,
+) -> str:
+    """Insert an instance inside the caller's transaction (billing opens instances); capacity/QPS mirror
+    its first package."""
+    instance_id = _new_id("ins")
+    taken = conn.execute(
+        select(instances.c.id).where(instances.c.name == name, instances.c.status != "released")
+    ).first()
+    if taken is not None:
+        raise LookalikeError(INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists.")
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(instances).values(
+                    id=instance_id,
+                    account_id=account_id,
+                    name=name,
+                    service_type=int(service_type),
+                    capacity=capacity,
+                    search_qps=search_qps,
+                    status="active",
+                    created_at=now,
+                    expires_at=paid_until,
+                    auto_renew=False,
+                )
+            )
+    except IntegrityError as exc:
+        raise LookalikeError(INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists.") from exc
+    return instance_id
+
+
 class AccountRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -134,47 +174,6 @@ class AccountRepository:
 class InstanceRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-
-    def insert(
-        self,
-        conn: Connection,
-        *,
-        account_id: str,
-        name: str,
-        service_type: ServiceType,
-        capacity: int,
-        search_qps: int,
-        paid_until: datetime,
-        now: datetime,
-    ) -> str:
-        """Insert an instance inside the caller's transaction; capacity/QPS mirror its first package."""
-        instance_id = _new_id("ins")
-        taken = conn.execute(
-            select(instances.c.id).where(instances.c.name == name, instances.c.status != "released")
-        ).first()
-        if taken is not None:
-            raise LookalikeError(INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists.")
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(instances).values(
-                        id=instance_id,
-                        account_id=account_id,
-                        name=name,
-                        service_type=int(service_type),
-                        capacity=capacity,
-                        search_qps=search_qps,
-                        status="active",
-                        created_at=now,
-                        expires_at=paid_until,
-                        auto_renew=False,
-                    )
-                )
-        except IntegrityError as exc:
-            raise LookalikeError(
-                INSTANCE_ALREADY_EXISTS, f"An instance named {name!r} already exists."
-            ) from exc
-        return instance_id
 
     def set_operation_limits(
         self, instance_id: str, *, add_qps: int | None, delete_qps: int | None, update_qps: int | None

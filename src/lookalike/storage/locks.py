@@ -7,13 +7,13 @@ dies holding a lock blocks the job only until the TTL runs out.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from lookalike.clock import Clock
-from lookalike.storage import billing_repo
 from lookalike.storage.db import write_transaction
 from lookalike.storage.tables import job_leases
 
@@ -43,7 +43,7 @@ class SqlLockStore:
     def acquire(self, name: str, holder: str, ttl_s: float) -> bool:
         now = self._clock.now()
         with write_transaction(self._engine) as conn:
-            return billing_repo.try_lease(conn, name, holder, now, now + timedelta(seconds=ttl_s))
+            return _try_lease(conn, name, holder, now, now + timedelta(seconds=ttl_s))
 
     def release(self, name: str, holder: str) -> None:
         now = self._clock.now()
@@ -53,6 +53,27 @@ class SqlLockStore:
                 .where(job_leases.c.name == name, job_leases.c.holder == holder)
                 .values(lease_until=now)
             )
+
+
+def _try_lease(conn: Connection, name: str, holder: str, now: datetime, until: datetime) -> bool:
+    """Claim or extend a named lease; True when `holder` owns it until `until`."""
+    row = conn.execute(select(job_leases).where(job_leases.c.name == name).with_for_update()).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(job_leases).values(name=name, holder=holder, lease_until=until))
+        except IntegrityError:
+            return False
+        return True
+    result = conn.execute(
+        update(job_leases)
+        .where(
+            job_leases.c.name == name,
+            (job_leases.c.holder == holder) | (job_leases.c.lease_until <= now),
+        )
+        .values(holder=holder, lease_until=until)
+    )
+    return result.rowcount == 1
 
 
 # Compare-and-extend: refresh the expiry only if `holder` still owns the key.

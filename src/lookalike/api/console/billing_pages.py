@@ -18,9 +18,9 @@ def billing_page(request: Request, session: SessionDep) -> Response:
     svc = services(request)
     account = session.account
     scope = None if account.is_admin else account.id  # the operator sees every account's orders, as in /v1
-    ledger = svc.billing.ledger(account.id)
+    ledger = svc.billing.payments.ledger(account.id)
     names = {i.id: i.name for i in svc.accounts.list_instances(account)}
-    currency = svc.billing.currency
+    currency = svc.billing.catalogues.currency
 
     def amount(minor: int) -> str:
         return f"{money(svc, minor)} {currency}"
@@ -31,9 +31,9 @@ def billing_page(request: Request, session: SessionDep) -> Response:
             "instance_name": names.get(o["instance_id"] or "", "—" if not o["instance_id"] else "released"),
             "total_text": money(svc, o["amount"]),
         }
-        for o in svc.billing.orders(scope)
+        for o in svc.billing.receipts.orders(scope)
     ]
-    events = [{**ev, "text": describe(ev, names, amount)} for ev in svc.billing.recent_events(scope)]
+    events = [{**ev, "text": describe(ev, names, amount)} for ev in svc.billing.receipts.recent_events(scope)]
     entries = [{**en, "amount_text": money(svc, en["amount"])} for en in ledger["entries"]]
     context = {
         "nav": "billing",
@@ -56,14 +56,20 @@ def _attachment(body: bytes | str, media_type: str, filename: str) -> Response:
 @router.get("/billing/orders/{order_id}.pdf", include_in_schema=False)
 def receipt_as_pdf(request: Request, order_id: str, session: SessionDep) -> Response:
     billing = services(request).billing
-    order = billing.order(session.account, order_id)  # another tenant's order: 404 like an unknown one
-    return _attachment(receipt_pdf(order, billing.exponent), "application/pdf", f"receipt-{order['id']}.pdf")
+    order = billing.receipts.order(
+        session.account, order_id
+    )  # another tenant's order: 404 like an unknown one
+    return _attachment(
+        receipt_pdf(order, billing.catalogues.exponent), "application/pdf", f"receipt-{order['id']}.pdf"
+    )
 
 
 @router.get("/billing/orders/{order_id}.csv", include_in_schema=False)
 def receipt_as_csv(request: Request, order_id: str, session: SessionDep) -> Response:
     billing = services(request).billing
-    order = billing.order(session.account, order_id)
+    order = billing.receipts.order(session.account, order_id)
     return _attachment(
-        receipt_csv(order, billing.exponent), "text/csv; charset=utf-8", f"receipt-{order['id']}.csv"
+        receipt_csv(order, billing.catalogues.exponent),
+        "text/csv; charset=utf-8",
+        f"receipt-{order['id']}.csv",
     )

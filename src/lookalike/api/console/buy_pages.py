@@ -45,12 +45,12 @@ def _service_type(text: str) -> ServiceType:
 def trial_refusal(svc: Services, account: Account) -> str | None:
     """Why this account cannot take the free trial now, or None when it can."""
     try:
-        svc.billing.catalogue_for(account.id).trial_package()
+        svc.billing.catalogues.catalogue_for(account.id).trial_package()
     except LookalikeError:
         return "This catalogue offers no free trial."
-    if svc.billing.trial_taken(account.id):
+    if svc.billing.trials.taken(account.id):
         return "This account has already used its free trial."
-    if svc.billing.trial_seats()["left"] <= 0:
+    if svc.billing.trials.seats()["left"] <= 0:
         return "All free-trial seats are taken; buy a package instead."
     return None
 
@@ -59,7 +59,7 @@ def _buy_page(
     request: Request, account: Account, choice: dict[str, str], error: str | None = None, status: int = 200
 ) -> Response:
     svc = services(request)
-    catalogue = svc.billing.catalogue_for(account.id)
+    catalogue = svc.billing.catalogues.catalogue_for(account.id)
     rows: list[dict[str, Any]] = [
         {
             "package": p,
@@ -77,10 +77,10 @@ def _buy_page(
         "currency": catalogue.currency,
         "trial": trial,
         "trial_refusal": refusal,
-        "seats": svc.billing.trial_seats(),
+        "seats": svc.billing.trials.seats(),
         "choice": choice,
         "error": error,
-        "balance_text": money(svc, svc.billing.balance(account.id)),
+        "balance_text": money(svc, svc.billing.payments.balance(account.id)),
     }
     return render(request, "buy.html", context, status=status)
 
@@ -114,7 +114,7 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
         _service_type(choice["service_type"])
         if not choice["package_id"]:
             raise LookalikeError(e.INVALID_PACKAGE, "Choose a package.")
-        found = svc.billing.quote(
+        found = svc.billing.quotes.quote(
             account,
             "buy",
             package_id=choice["package_id"],
@@ -152,7 +152,7 @@ def trial_quote(request: Request, session: SessionDep) -> Response:
         refusal = trial_refusal(svc, account)
         if refusal:
             raise LookalikeError(e.TRIAL_UNAVAILABLE, refusal)
-        found = svc.billing.quote(account, "trial")
+        found = svc.billing.quotes.quote(account, "trial")
     except LookalikeError as exc:
         return _buy_page(request, account, choice, exc.message, exc.http_status)
     fields = {"name": choice["name"], "service_type": choice["service_type"]}
@@ -203,7 +203,7 @@ def buy(request: Request, session: SessionDep, form: FormDep) -> Response:
     svc = services(request)
     choice = _choice(form)
     try:
-        body = svc.billing.buy(
+        body = svc.billing.orders.buy(
             session.account,
             choice["name"],
             choice["package_id"],
@@ -225,7 +225,7 @@ def take_trial(request: Request, session: SessionDep, form: FormDep) -> Response
     svc = services(request)
     choice = _choice(form)
     try:
-        body = svc.billing.trial(
+        body = svc.billing.trials.trial(
             session.account,
             choice["name"],
             service_type=_service_type(choice["service_type"]),

@@ -26,10 +26,10 @@ def dashboard(request: Request, session: SessionDep) -> Response:
     usage = svc.usage.window([i.id for i in instances], CHART_MINUTES)
     now = svc.clock.now()
     cards = [
-        card(instance, svc.billing.instance_status(instance), usage[instance.id], now)
+        card(instance, svc.billing.subscriptions.instance_status(instance), usage[instance.id], now)
         for instance in instances
     ]
-    balance = money(svc, svc.billing.balance(session.account.id))
+    balance = money(svc, svc.billing.payments.balance(session.account.id))
     released = svc.accounts.list_released(session.account)
     context = {"nav": "dashboard", "cards": cards, "balance": balance, "released": released}
     return render(request, "dashboard.html", context)

@@ -1,4 +1,4 @@
-"""The account's event feed (BillingService.events) as sentences a tenant reads."""
+"""The account's event feed (billing.receipts.events) as sentences a tenant reads."""
 
 from __future__ import annotations
 

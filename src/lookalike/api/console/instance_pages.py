@@ -50,8 +50,8 @@ def _instance(request: Request, account: Account, name: str) -> Instance:
 def overview(request: Request, name: str, session: SessionDep) -> Response:
     svc = services(request)
     instance = _instance(request, session.account, name)
-    status = svc.billing.instance_status(instance)
-    catalogue = svc.billing.catalogue_for(session.account.id)
+    status = svc.billing.subscriptions.instance_status(instance)
+    catalogue = svc.billing.catalogues.catalogue_for(session.account.id)
     packages = catalogue.visible_to(session.account.id)
     current: Package | None = next((p for p in catalogue.packages if p.id == status["package_id"]), None)
     now = svc.clock.now()
@@ -72,7 +72,7 @@ def overview(request: Request, name: str, session: SessionDep) -> Response:
         "can_order": instance.account_id == session.account.id,
         "days_left": days_left(now, release) if release else None,
         "used_percent": min(100, round(100 * status["usage"] / capacity, 1)) if capacity else 0,
-        "currency": svc.billing.currency,
+        "currency": svc.billing.catalogues.currency,
         "prices": {p.id: (money(svc, p.monthly), money(svc, p.yearly)) for p in packages},
     }
     return render(request, "instance.html", context)
@@ -84,7 +84,7 @@ def auto_renew(request: Request, name: str, session: SessionDep, form: FormDep) 
     enabled = field(form, "enabled") == "on"
     unit = field(form, "unit", "month") or "month"
     count = period_count(field(form, "count", "1"))
-    svc.billing.set_auto_renew(session.account, name, enabled, unit=unit, count=count)
+    svc.billing.subscriptions.set_auto_renew(session.account, name, enabled, unit=unit, count=count)
     plural = "" if count == 1 else "s"
     notice = (
         f"Auto-renew is on: {count} {unit}{plural} at a time, charged to the balance at expiry."
@@ -98,12 +98,12 @@ def auto_renew(request: Request, name: str, session: SessionDep, form: FormDep) 
 def change_quote(request: Request, name: str, session: SessionDep, package_id: str = "") -> Response:
     svc = services(request)
     instance = _instance(request, session.account, name)
-    status = svc.billing.instance_status(instance)
+    status = svc.billing.subscriptions.instance_status(instance)
     summary = {"Instance": name, "From": status["package_id"] or "—", "To": package_id or "—"}
     found: Quote | None = None
     refusal: LookalikeError | None = None
     try:
-        found = svc.billing.quote(session.account, "change", package_id=package_id, instance_name=name)
+        found = svc.billing.quotes.quote(session.account, "change", package_id=package_id, instance_name=name)
     except LookalikeError as exc:
         refusal = exc
     return render_quote(
@@ -135,7 +135,7 @@ def renew_quote(
     found: Quote | None = None
     refusal: LookalikeError | None = None
     try:
-        found = svc.billing.quote(
+        found = svc.billing.quotes.quote(
             session.account,
             "renew",
             package_id=package_id,
@@ -184,7 +184,7 @@ def change(request: Request, name: str, session: SessionDep, form: FormDep) -> R
     key = field(form, IDEMPOTENCY_FIELD) or None
     package_id = field(form, "package_id")
     try:
-        body = services(request).billing.change(
+        body = services(request).billing.subscriptions.change(
             session.account, name, package_id, idempotency_key=key, max_total=confirmed_total(form)
         )
     except LookalikeError as exc:
@@ -202,7 +202,7 @@ def renew(request: Request, name: str, session: SessionDep, form: FormDep) -> Re
     unit = field(form, "unit", "month") or "month"
     count = field(form, "count", "1")
     try:
-        body = services(request).billing.renew(
+        body = services(request).billing.subscriptions.renew(
             session.account,
             name,
             package_id,

@@ -43,14 +43,14 @@ def _accounts_page(
     svc = services(request)
     live = Counter(i.account_id for i in svc.accounts.list_instances(viewer) if i.status != "released")
     rows: list[dict[str, Any]] = [
-        {"account": a, "balance": money(svc, svc.billing.balance(a.id)), "instances": live[a.id]}
+        {"account": a, "balance": money(svc, svc.billing.payments.balance(a.id)), "instances": live[a.id]}
         for a in svc.accounts.list_accounts()
     ]
     context = {
         "nav": "operator",
         "sub": "accounts",
         "rows": rows,
-        "currency": svc.billing.currency,
+        "currency": svc.billing.catalogues.currency,
         "error": error,
         "values": values or {},
     }
@@ -100,18 +100,18 @@ def _account_page(
     svc = services(request)
     account = svc.accounts.get_account(account_id)
     instances = [
-        {"instance": i, "status": svc.billing.instance_status(i)}
+        {"instance": i, "status": svc.billing.subscriptions.instance_status(i)}
         for i in svc.accounts.list_instances(viewer)
         if i.account_id == account.id
     ]
-    ledger = svc.billing.ledger(account.id)
+    ledger = svc.billing.payments.ledger(account.id)
     filled = values or {}
     context = {
         "nav": "operator",
         "sub": "accounts",
         "target": account,
         "balance": money(svc, ledger["balance"]),
-        "currency": svc.billing.currency,
+        "currency": svc.billing.catalogues.currency,
         "entries": [{**row, "amount_text": money(svc, row["amount"])} for row in ledger["entries"][:10]],
         "instances": instances,
         "has_password": svc.console_auth.has_password(account.id),
@@ -133,8 +133,8 @@ def top_up(request: Request, account_id: str, operator: OperatorDep, form: FormD
     svc = services(request)
     values = {k: field(form, k) for k in ("amount", "reference", "idempotency_key")}
     try:
-        amount = amount_field(form, "amount", "Amount", svc.billing.exponent)
-        result = svc.billing.top_up(
+        amount = amount_field(form, "amount", "Amount", svc.billing.catalogues.exponent)
+        result = svc.billing.payments.top_up(
             account_id,
             amount,
             reference=values["reference"] or None,

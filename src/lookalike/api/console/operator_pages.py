@@ -36,7 +36,7 @@ def instances(request: Request, operator: OperatorDep) -> Response:
         {
             "instance": i,
             "account": names.get(i.account_id, i.account_id),
-            "status": svc.billing.instance_status(i),
+            "status": svc.billing.subscriptions.instance_status(i),
         }
         for i in svc.accounts.list_instances(operator.account)  # the operator's list holds every tenant's
     ]
@@ -64,18 +64,20 @@ def _catalogue_page(
     svc = services(request)
     tenants = [a for a in svc.accounts.list_accounts() if not a.is_admin]
     public = [
-        _package_row(svc, p) for p in svc.billing.catalogue_for(viewer.id).packages if p.private_for is None
+        _package_row(svc, p)
+        for p in svc.billing.catalogues.catalogue_for(viewer.id).packages
+        if p.private_for is None
     ]
     private = [
         _package_row(svc, p, owner)
         for owner in tenants
-        for p in svc.billing.catalogue_for(owner.id).packages
+        for p in svc.billing.catalogues.catalogue_for(owner.id).packages
         if p.private_for == owner.id
     ]
     context = {
         "nav": "operator",
         "sub": "catalogue",
-        "currency": svc.billing.currency,
+        "currency": svc.billing.catalogues.currency,
         "public": public,
         "private": private,
         "tenants": tenants,
@@ -93,7 +95,7 @@ def catalogue(request: Request, operator: OperatorDep) -> Response:
 @router.post("/operator/catalogue/reload", include_in_schema=False)
 def reload_catalogue(request: Request, _operator: OperatorDep, _form: FormDep) -> Response:
     try:
-        found = services(request).billing.reload_catalogue()
+        found = services(request).billing.catalogues.reload()
     except OSError as exc:
         raise LookalikeError(
             e.INVALID_PARAMETER, f"The catalogue file cannot be read: {exc.strerror}."
@@ -107,7 +109,7 @@ def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Resp
     svc = services(request)
     names = ("account_id", "capacity", "qps", "monthly", "yearly", "package_id")
     values = {name: field(form, name) for name in names}
-    exponent = svc.billing.exponent
+    exponent = svc.billing.catalogues.exponent
     try:
         if not values["account_id"]:
             raise LookalikeError(e.INVALID_PARAMETER, "Choose the account the quote is for.")
@@ -115,7 +117,7 @@ def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Resp
         capacity = whole_number(form, "capacity", "Capacity")
         qps = whole_number(form, "qps", "Search QPS")
         assert capacity is not None and qps is not None  # required fields
-        package = svc.billing.create_private_package(
+        package = svc.billing.catalogues.create_private_package(
             owner.id,
             capacity=capacity,
             qps=qps,
@@ -135,7 +137,7 @@ def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Resp
 def _trial_page(
     request: Request, *, error: str | None = None, value: str = "", status: int = 200
 ) -> Response:
-    seats = services(request).billing.trial_seats()
+    seats = services(request).billing.trials.seats()
     context = {"nav": "operator", "sub": "trial", "seats": seats, "error": error, "value": value}
     return render(request, "operator_trial.html", context, status=status)
 
@@ -150,7 +152,7 @@ def set_trial_seats(request: Request, _operator: OperatorDep, form: FormDep) -> 
     try:
         total = whole_number(form, "total", "Total seats")
         assert total is not None
-        seats = services(request).billing.set_trial_seats(total)
+        seats = services(request).billing.trials.set_seats(total)
     except LookalikeError as exc:
         return _trial_page(request, error=exc.message, value=field(form, "total"), status=exc.http_status)
     notice = f"Trial seats: {seats['total']} in total, {seats['used']} used, {seats['left']} left."

@@ -71,19 +71,19 @@ def render_quote(
 ) -> Response:
     """The quote page; with `refusal` (the quote itself refused) it explains why and offers no Confirm."""
     svc = services(request)
-    balance = svc.billing.balance(account.id)
+    balance = svc.billing.payments.balance(account.id)
     context: dict[str, Any] = {
         "nav": nav,
         "title": title,
         "summary": summary,
         "back": back,
-        "currency": svc.billing.currency,
+        "currency": svc.billing.catalogues.currency,
         "balance_text": money(svc, balance),
         "refusal": refusal.message if refusal else None,
         "refusal_code": refusal.code if refusal else None,
     }
     if quote is not None and refusal is None:
-        body = quote_json(quote, svc.billing.exponent)
+        body = quote_json(quote, svc.billing.catalogues.exponent)
         total = quote.total.amount
         context.update(
             quote=body,

@@ -135,7 +135,7 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 
 def money(svc: Services, minor: int) -> str:
-    return format_amount(minor, svc.billing.currency, svc.billing.exponent)
+    return format_amount(minor, svc.billing.catalogues.currency, svc.billing.catalogues.exponent)
 
 
 # Only our own scripts, styles and pictures (data:/blob: for the search preview), never framed by another

@@ -77,10 +77,10 @@ def max_total(payload: Payload) -> int | None:
 @router.get("/billing/catalogue", tags=["billing"])
 def catalogue(request: Request, account: AccountDep) -> dict[str, Any]:
     billing = services(request).billing
-    found = billing.catalogue_for(account.id)
+    found = billing.catalogues.catalogue_for(account.id)
     body = found.to_dict()
     body["packages"] = [p.to_dict(found.exponent) for p in found.visible_to(account.id)]
-    body["trial_seats"] = billing.trial_seats()
+    body["trial_seats"] = billing.trials.seats()
     return body
 
 
@@ -91,7 +91,7 @@ async def quote(request: Request, account: AccountDep) -> dict[str, Any]:
     unit, count = period(payload)
     billing = services(request).billing
     found = await run_in_threadpool(
-        lambda: billing.quote(
+        lambda: billing.quotes.quote(
             account,
             payload.text("kind") or "",
             package_id=payload.text("package_id"),
@@ -100,7 +100,7 @@ async def quote(request: Request, account: AccountDep) -> dict[str, Any]:
             instance_name=payload.text("instance"),
         )
     )
-    return quote_json(found, billing.exponent)
+    return quote_json(found, billing.catalogues.exponent)
 
 
 @router.post("/orders", tags=["billing"])
@@ -117,7 +117,7 @@ async def place_order(request: Request, account: AccountDep) -> dict[str, Any]:
     if kind == "buy":
         kind_of_service = service_type(payload)
         return await run_in_threadpool(
-            lambda: billing.buy(
+            lambda: billing.orders.buy(
                 account,
                 instance,
                 package_id,
@@ -131,48 +131,52 @@ async def place_order(request: Request, account: AccountDep) -> dict[str, Any]:
     if kind == "trial":
         kind_of_service = service_type(payload)
         return await run_in_threadpool(
-            lambda: billing.trial(account, instance, service_type=kind_of_service, idempotency_key=key)
+            lambda: billing.trials.trial(account, instance, service_type=kind_of_service, idempotency_key=key)
         )
     if kind == "renew":
         return await run_in_threadpool(
-            lambda: billing.renew(
+            lambda: billing.subscriptions.renew(
                 account, instance, package_id, unit=unit, count=count, idempotency_key=key, max_total=limit
             )
         )
     if kind == "change":
         return await run_in_threadpool(
-            lambda: billing.change(account, instance, package_id, idempotency_key=key, max_total=limit)
+            lambda: billing.subscriptions.change(
+                account, instance, package_id, idempotency_key=key, max_total=limit
+            )
         )
     raise LookalikeError(e.INVALID_PARAMETER, "kind is buy, trial, renew or change.")
 
 
 @router.get("/orders", tags=["billing"])
 def list_orders(request: Request, account: AccountDep) -> dict[str, Any]:
-    return {"orders": services(request).billing.orders(None if account.is_admin else account.id)}
+    return {"orders": services(request).billing.receipts.orders(None if account.is_admin else account.id)}
 
 
 @router.get("/billing/ledger", tags=["billing"])
 def ledger(request: Request, account: AccountDep) -> dict[str, Any]:
-    return services(request).billing.ledger(account.id)
+    return services(request).billing.payments.ledger(account.id)
 
 
 @router.get("/events", tags=["billing"])
 def events(request: Request, account: AccountDep, after: int = 0) -> dict[str, Any]:
-    return {"events": services(request).billing.events(None if account.is_admin else account.id, after)}
+    return {
+        "events": services(request).billing.receipts.events(None if account.is_admin else account.id, after)
+    }
 
 
 @router.get("/instances/{name}/billing", tags=["billing"])
 def instance_billing(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
     svc = services(request)
     instance = svc.accounts.instance_for(account, name)
-    return {"name": name, **svc.billing.instance_status(instance)}
+    return {"name": name, **svc.billing.subscriptions.instance_status(instance)}
 
 
 @router.post("/instances/{name}/auto-renew", tags=["billing"])
 async def auto_renew(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
     payload = await read_payload(request)
     unit, count = period(payload)
-    return services(request).billing.set_auto_renew(
+    return services(request).billing.subscriptions.set_auto_renew(
         account, name, payload.boolean("enabled", True), unit=unit, count=count
     )
 
@@ -182,9 +186,9 @@ async def auto_renew(request: Request, name: str, account: AccountDep) -> dict[s
 async def top_up(request: Request, _admin: AdminDep) -> dict[str, Any]:
     payload = await read_payload(request)
     billing = services(request).billing
-    amount = amount_minor(payload, "amount", billing.exponent)
+    amount = amount_minor(payload, "amount", billing.catalogues.exponent)
     return await run_in_threadpool(
-        lambda: billing.top_up(
+        lambda: billing.payments.top_up(
             payload.text("account_id") or "",
             amount,
             reference=payload.text("reference"),
@@ -200,10 +204,10 @@ async def private_package(request: Request, _admin: AdminDep) -> dict[str, Any]:
     capacity, qps = payload.integer("capacity"), payload.integer("qps")
     if capacity is None or qps is None:
         raise LookalikeError(e.INVALID_PARAMETER, "capacity and qps are required.")
-    monthly = amount_minor(payload, "monthly", billing.exponent)
+    monthly = amount_minor(payload, "monthly", billing.catalogues.exponent)
     yearly_given = payload.text("yearly") is not None or payload.text("yearly_minor") is not None
-    yearly = amount_minor(payload, "yearly", billing.exponent) if yearly_given else monthly * 10
-    package = billing.create_private_package(
+    yearly = amount_minor(payload, "yearly", billing.catalogues.exponent) if yearly_given else monthly * 10
+    package = billing.catalogues.create_private_package(
         payload.text("account_id") or "",
         capacity=capacity,
         qps=qps,
@@ -211,7 +215,7 @@ async def private_package(request: Request, _admin: AdminDep) -> dict[str, Any]:
         yearly=yearly,
         package_id=payload.text("package_id"),
     )
-    return {**package.to_dict(billing.exponent), "private_for": package.private_for}
+    return {**package.to_dict(billing.catalogues.exponent), "private_for": package.private_for}
 
 
 @router.put("/admin/trial-seats", tags=["admin"])
@@ -220,12 +224,12 @@ async def trial_seats(request: Request, _admin: AdminDep) -> dict[str, int]:
     total = payload.integer("total")
     if total is None:
         raise LookalikeError(e.INVALID_PARAMETER, "total is required.")
-    return services(request).billing.set_trial_seats(total)
+    return services(request).billing.trials.set_seats(total)
 
 
 @router.post("/admin/catalogue/reload", tags=["admin"])
 def reload_catalogue(request: Request, _admin: AdminDep) -> dict[str, Any]:
-    found = services(request).billing.reload_catalogue()
+    found = services(request).billing.catalogues.reload()
     return {"reloaded": True, "packages": len(found.packages), "currency": found.currency}
 
 

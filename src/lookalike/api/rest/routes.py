@@ -282,7 +282,7 @@ async def admin_create_instance(request: Request, _admin: AdminDep) -> dict[str,
     if capacity is None or qps is None:
         raise LookalikeError(e.INVALID_PARAMETER, "capacity and qps are required.")
     svc = services(request)
-    instance = svc.billing.grant(
+    instance = svc.billing.orders.grant(
         payload.text("account_id") or "",
         payload.text("name") or "",
         capacity=capacity,
