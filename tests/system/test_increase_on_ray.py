@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Tenant, grant_instance, make_settings, make_tenant
+from lookalike.bulk import ray_analysis
 from lookalike.bulk.ray_analysis import RayAnalysisEngine
 from lookalike.clock import ManualClock
 from lookalike.config import Bucket, Settings
-from lookalike.service import tasks as tasks_module
 from lookalike.service.container import Services, build_services
 from lookalike.service.tasks import LEASE_S
 from lookalike.storage.tables import changes, images
@@ -76,13 +77,14 @@ def ray_driver(ray_cluster: RayCluster) -> Iterator[str]:  # noqa: F811
 
 
 @contextmanager
-def on_ray(settings: Settings, clock: ManualClock, address: str) -> Iterator[Services]:
-    """A server whose IncreaseInstance tasks run on the cluster (as `lookalike serve` builds it)."""
+def on_ray(settings: Settings, clock: ManualClock, address: str, batch_size: int = 16) -> Iterator[Services]:
+    """A server whose IncreaseInstance tasks run on the cluster (as `lookalike serve` builds it); windows of
+    2 x 2 actors x ``batch_size`` lines."""
     services = build_services(
         replace(settings, ray_address=address),
         clock=clock,
         background=False,
-        connect_bulk_engine=RayAnalysisEngine.connect,
+        connect_bulk_engine=partial(RayAnalysisEngine.connect, batch_size=batch_size),
     )
     try:
         yield services
@@ -273,11 +275,9 @@ def test_increase_on_ray_resumes_after_a_crash_with_nothing_lost_or_doubled(
     clock: ManualClock,
     bucket: Path,
     ray_driver: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Windows of 4 lines: the second window's pictures are written, then the process dies before its
     outcomes commit. The restarted server redoes that window: every picture once, each line counted once."""
-    monkeypatch.setattr(tasks_module, "BULK_WINDOW", 4)
     lines: list[dict[str, Any] | str] = [
         {
             "OperationType": "ADD",
@@ -288,7 +288,7 @@ def test_increase_on_ray_resumes_after_a_crash_with_nothing_lost_or_doubled(
         for n in range(10)
     ]
     path = write_meta(bucket, [*lines, {"OperationType": "ADD", "ProductId": "bad", "PicName": "nope.jpg"}])
-    with on_ray(settings, clock, ray_driver) as services:
+    with on_ray(settings, clock, ray_driver, batch_size=1) as services:
         real: Callable[..., Any] = services.images.store_analysed
         calls = 0
 
@@ -308,7 +308,7 @@ def test_increase_on_ray_resumes_after_a_crash_with_nothing_lost_or_doubled(
         crashed = tasks.get(task.id)
         assert crashed is not None and (crashed.progress, crashed.succeeded) == (4, 4)
         assert services.instances_repo.count_images(tenant.instance.id) == 8
-    with on_ray(settings, clock, ray_driver) as restarted:
+    with on_ray(settings, clock, ray_driver, batch_size=1) as restarted:
         assert restarted.tasks.run_pending() == 0  # the dead worker's lease has not run out yet
         clock.advance(LEASE_S + 1)
         assert restarted.tasks.run_pending() == 1
@@ -321,3 +321,30 @@ def test_increase_on_ray_resumes_after_a_crash_with_nothing_lost_or_doubled(
         assert sorted(stored_rows(restarted, tenant.instance.id)) == sorted(
             (f"p-{n}", f"pics/p{n % len(PHOTOS)}.jpg") for n in range(10)
         )
+
+
+def test_an_engine_failing_mid_task_leaves_the_rest_to_this_server(
+    tenant: Tenant,
+    settings: Settings,
+    clock: ManualClock,
+    bucket: Path,
+    ray_driver: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cluster stops answering (a batch past its timeout): the window in hand and the rest of the task
+    run here, the log says so, and the server stays on the local path."""
+    monkeypatch.setattr(ray_analysis, "BATCH_TIMEOUT_S", 0.001)  # no actor loads its model that fast
+    lines: list[dict[str, Any] | str] = [
+        {"OperationType": "ADD", "ProductId": f"p-{n}", "PicName": f"pics/p{n}.jpg"} for n in range(3)
+    ]
+    path = write_meta(bucket, [*lines, {"OperationType": "ADD", "ProductId": "bad", "PicName": "nope.jpg"}])
+    with on_ray(settings, clock, ray_driver) as services:
+        done = run_task(services, tenant, "shop", path)
+        assert (done.status, done.progress, done.succeeded, done.failed) == (SUCCESS, 4, 3, 1)
+        note = services.tasks.increase_engine
+        assert note.startswith("on this server: the bulk engine failed: TimeoutError")
+        assert any(
+            "the bulk engine failed" in r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+        )
+        assert services.instances_repo.count_images(tenant.instance.id) == 3

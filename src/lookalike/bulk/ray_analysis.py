@@ -36,6 +36,9 @@ from lookalike.vision.embedder import Device
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 3.0  # ray.init waits minutes for a head that is not there; a TCP connect says it at once
+# Longest wait for one batch (a model load on a fresh actor included): past it the engine has failed. Under
+# the task lease (lookalike.service.tasks.LEASE_S, 120 s), which the task renews after each batch.
+BATCH_TIMEOUT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -173,9 +176,10 @@ class RayAnalysisEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, settings: Settings) -> RayAnalysisEngine:
-        """The EngineConnector for `ray_address`: join the cluster as a driver; one actor per cluster CPU.
-        Raises EngineUnavailable when Ray is not installed or the cluster cannot be reached."""
+    def connect(cls, settings: Settings, *, batch_size: int = 16) -> RayAnalysisEngine:
+        """The EngineConnector for `ray_address`: join the cluster as a driver; one actor per cluster CPU,
+        ``batch_size`` pictures per model run. Raises EngineUnavailable when Ray is not installed or the
+        cluster cannot be reached."""
         try:
             import ray
         except ImportError:
@@ -200,11 +204,16 @@ class RayAnalysisEngine:
         model = ModelConfig(
             str(settings.models_dir), threads=settings.embed_threads or 1, device=settings.device
         )
-        return cls(model, address=address, workers=cpus, started_here=started_here)
+        return cls(model, address=address, workers=cpus, batch_size=batch_size, started_here=started_here)
 
     @property
     def description(self) -> str:
         return f"the Ray cluster at {self._address} ({self._workers} analysis actors)"
+
+    @property
+    def jobs_at_once(self) -> int:
+        """Two batches for every actor: each has its next batch while the pool hands back the last one."""
+        return 2 * self._workers * self._batch_size
 
     def _pool(self) -> list[Any]:
         import ray
@@ -222,10 +231,12 @@ class RayAnalysisEngine:
             return
         pool = ActorPool(self._pool())
         size = self._batch_size
-        batches = [rows_batch([job_row(j) for j in jobs[n : n + size]]) for n in range(0, len(jobs), size)]
-        # map keeps one batch in flight per actor and yields the outputs in the jobs' order.
-        for out in pool.map(lambda actor, batch: actor.analyse.remote(batch, options), batches):
-            yield analysed_rows(out)
+        for n in range(0, len(jobs), size):  # one batch in flight per actor, the rest queued in the pool
+            batch = rows_batch([job_row(j) for j in jobs[n : n + size]])
+            pool.submit(lambda actor, rows: actor.analyse.remote(rows, options), batch)
+        # In the order submitted; TimeoutError when the cluster stopped answering.
+        while pool.has_next():  # type: ignore[no-untyped-call]
+            yield analysed_rows(pool.get_next(timeout=BATCH_TIMEOUT_S))
 
     def close(self) -> None:
         import ray

@@ -66,6 +66,11 @@ class BulkAnalysisEngine(Protocol):
         """Where the analysis runs, for the start-up log ("the Ray cluster at 10.0.0.5:6379 (8 CPUs)")."""
         ...
 
+    @property
+    def jobs_at_once(self) -> int:
+        """How many pictures one ``analyse`` call should get to keep the whole engine busy."""
+        ...
+
     def analyse(self, jobs: Sequence[PictureJob], options: StorageOptions) -> Iterator[list[Analysed]]:
         """Every job's outcome, in batches, in the jobs' order. A picture's own failure is its Analysed
         error; an exception means the engine itself failed (nothing of the unread batches is known)."""

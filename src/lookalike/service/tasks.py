@@ -73,7 +73,6 @@ POLL_S: Final = 5.0
 MAX_PAGE_SIZE: Final = 500  # the API metadata's maximum (the SDK docstring says 30; 500 accepts both)
 META_FILE: Final = "increment.meta"
 LINK_KEY_FILE: Final = "download-link.key"
-BULK_WINDOW: Final = 64  # lines of a task handed to a bulk engine at once (one commit of outcomes)
 _FATAL_CODES = frozenset({e.INVALID_INSTANCE, e.INSTANCE_STATUS_ERROR})
 
 
@@ -586,7 +585,7 @@ class TaskService:
             self._images.check_room(effective, self._added_keys(meta))
         options = self._images.storage_options(effective)
         while True:
-            window = list(itertools.islice(lines, BULK_WINDOW))
+            window = list(itertools.islice(lines, engine.jobs_at_once))
             if not window:
                 return True
             try:
