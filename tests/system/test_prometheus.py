@@ -250,3 +250,19 @@ def test_metrics_needs_no_credentials_and_is_not_in_the_openapi_document(stack: 
     assert httpx.get(f"{stack.server.url}/metrics", timeout=10).status_code == 200
     paths = httpx.get(f"{stack.server.url}/openapi.json", timeout=10).json()["paths"]
     assert "/metrics" not in paths
+
+
+def test_the_dashboard_is_well_formed() -> None:
+    """What Grafana needs to import it: unique panel ids on the grid, and only variables it defines."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "job"}
+    panels = [p for panel in dashboard["panels"] for p in [panel, *panel.get("panels", [])]]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+            assert panel["targets"] and all(t["refId"] for t in panel["targets"]), panel["title"]
