@@ -7,6 +7,7 @@ import os
 from typing import Any, NoReturn
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEBUG_HELP = "on an error, print the traceback above the one-line message (also: LOOKALIKE_DEBUG=1)"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -49,9 +50,6 @@ def add_command(
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     parser.set_defaults(command_prog=parser.prog)
     return parser
-
-
-DEBUG_HELP = "on an error, print the traceback above the one-line message (also: LOOKALIKE_DEBUG=1)"
 
 
 def add_settings_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
