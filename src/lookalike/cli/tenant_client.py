@@ -71,4 +71,5 @@ class TenantClient:
             code, message = f"HTTP {response.status_code}", response.text[:300]
         if response.status_code == 401:
             return CliError(f"{self.url} refused the AccessKey ({code}: {message})", KEY_FIX)
-        return CliError(f"{code}: {message}", REFUSAL_FIXES.get(code))
+        fix = REFUSAL_FIXES.get(code, f"{self.url}/docs says what each call takes")
+        return CliError(f"{code}: {message}", fix)
