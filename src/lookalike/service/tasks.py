@@ -46,7 +46,13 @@ from lookalike.domain.errors import LookalikeError
 from lookalike.domain.loose_values import JSON_YES_NO, loads_strict, parse_bool, parse_int, parse_text
 from lookalike.domain.models import Account, Attributes, Instance
 from lookalike.service.accounts import AccountService
-from lookalike.service.bulk_analysis import Analysed, EngineChoice, PictureJob, StorageOptions
+from lookalike.service.bulk_analysis import (
+    Analysed,
+    BulkAnalysisEngine,
+    EngineChoice,
+    PictureJob,
+    StorageOptions,
+)
 from lookalike.service.images import ImageService
 from lookalike.service.task_runner import TaskRunner, TaskSlice
 from lookalike.storage.accounts_repo import InstanceRepository
@@ -579,7 +585,7 @@ class TaskService:
         engine is dropped (logged) and True returned: the caller goes on with the rest of ``lines`` here."""
         engine = self._bulk
         assert engine is not None
-        # The gate of an add, once a window (the adds here are not paced by the instance's add rate).
+        # The gate of an add, once a slice (the adds here are not paced by the instance's add rate).
         effective = self._images.console_instance(account, instance_name, active=True, rate_limited=False)
         if task.progress == 0:  # before anything is written: would the task's new pictures fit?
             self._images.check_room(effective, self._added_keys(meta))
@@ -589,7 +595,7 @@ class TaskService:
             if not window:
                 return True
             try:
-                outcomes = self._bulk_window(task, account, effective, root, base, window, options)
+                outcomes = self._bulk_window(engine, task, account, effective, root, base, window, options)
             except _EngineFailed as failed:
                 log.warning(
                     "task %s: the bulk engine failed (%s); IncreaseInstance tasks run on this server now",
@@ -656,6 +662,7 @@ class TaskService:
 
     def _bulk_window(
         self,
+        engine: BulkAnalysisEngine,
         task: TaskRow,
         account: Account,
         instance: Instance,
@@ -665,12 +672,11 @@ class TaskService:
         options: StorageOptions,
     ) -> list[tuple[int, LineError | None, bool]] | None:
         """One window's outcomes (line, error, counted), its adds and deletes applied; None: lease lost."""
-        assert self._bulk is not None
         plans = [(n, text, self._plan_line(root, base, n, text)) for n, text in window]
         jobs = [plan for _, _, plan in plans if isinstance(plan, PictureJob)]
         analysed: dict[str, Analysed] = {}
         try:
-            for batch in self._bulk.analyse(jobs, options):
+            for batch in engine.analyse(jobs, options):
                 analysed.update((outcome.key, outcome) for outcome in batch)
                 if not self._renew(task):  # the cluster may take a while: keep the lease
                     return None
