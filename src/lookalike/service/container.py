@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-
 from lookalike.clock import Clock, SystemClock
 from lookalike.config import Settings
 from lookalike.service.accounts import AccountService, IssuedKey
@@ -26,7 +24,7 @@ from lookalike.service.usage import SearchUsageMeter
 from lookalike.storage.accounts_repo import AccountRepository, InstanceRepository
 from lookalike.storage.billing_repo import SqlBillingStore
 from lookalike.storage.console_repo import ConsoleRepository
-from lookalike.storage.db import make_engine, migrate, sqlite_url
+from lookalike.storage.db import Database, make_engine, migrate, sqlite_url
 from lookalike.storage.duplicates_repo import DuplicateRepository
 from lookalike.storage.images_repo import ImageRepository
 from lookalike.storage.locks import LockStore, SqlLockStore
@@ -52,7 +50,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Services:
     settings: Settings
-    engine: Engine
+    engine: Database
     clock: Clock
     accounts: AccountService
     billing: Billing
@@ -101,7 +99,7 @@ class Services:
         return TextSearchService(self.images, TextQueryModel(self.settings.models_dir))
 
 
-def open_database(settings: Settings) -> Engine:
+def open_database(settings: Settings) -> Database:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.database_url or sqlite_url(settings.data_dir)
     engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
@@ -109,7 +107,7 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_account_service(settings: Settings, engine: Engine, clock: Clock, **cache: Any) -> AccountService:
+def build_account_service(settings: Settings, engine: Database, clock: Clock, **cache: Any) -> AccountService:
     """`cache`: key_cache_ttl_s and monotonic of AccountService (tests shorten or drive them)."""
     return AccountService(
         AccountRepository(engine),
@@ -122,7 +120,7 @@ def build_account_service(settings: Settings, engine: Engine, clock: Clock, **ca
 
 def build_console_auth(
     settings: Settings,
-    engine: Engine,
+    engine: Database,
     accounts: AccountService,
     clock: Clock,
     rate_store: RateLimitStore | None = None,
@@ -142,7 +140,7 @@ def build_console_auth(
 class ControlPlane:
     """What admin commands need: accounts and billing, without loading the model."""
 
-    engine: Engine
+    engine: Database
     accounts: AccountService
     billing: Billing
     instances: InstanceRepository
@@ -158,7 +156,7 @@ def build_control_plane(settings: Settings, clock: Clock) -> ControlPlane:
     )
 
 
-def build_billing_services(settings: Settings, engine: Engine, clock: Clock) -> Billing:
+def build_billing_services(settings: Settings, engine: Database, clock: Clock) -> Billing:
     return build_billing(
         store=SqlBillingStore(engine),
         clock=clock,
@@ -289,7 +287,7 @@ class SharedStores:
     redis_client: redis.Redis | None = None
 
 
-def _shared_stores(settings: Settings, engine: Engine, clock: Clock) -> SharedStores:
+def _shared_stores(settings: Settings, engine: Database, clock: Clock) -> SharedStores:
     if not settings.redis_url:
         return SharedStores(InMemoryRateLimitStore(), InMemoryNonceStore(), SqlLockStore(engine, clock))
     # Imported only here: redis is the optional [scale] dependency.
@@ -305,7 +303,7 @@ def _shared_stores(settings: Settings, engine: Engine, clock: Clock) -> SharedSt
     )
 
 
-def vector_backend(settings: Settings, engine: Engine) -> VectorBackend | None:
+def vector_backend(settings: Settings, engine: Database) -> VectorBackend | None:
     """None: IndexManager's default (faiss under data_dir/index)."""
     if settings.vector_backend == "faiss":
         return None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+
+# The handle the composition root passes to the repositories (SQLAlchemy's pooled engine). Code above the
+# storage layer only hands it on: every statement is a repository's.
+Database: TypeAlias = Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 IMMEDIATE_OPTION = "lookalike_immediate"
