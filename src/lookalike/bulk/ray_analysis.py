@@ -13,7 +13,6 @@ restarted by Ray and its batch retried (max_restarts / max_task_retries), as Ray
 
 from __future__ import annotations
 
-import logging
 import pickle
 import socket
 import threading
@@ -32,8 +31,6 @@ from lookalike.service.bulk_analysis import Analysed, EngineUnavailable, Picture
 from lookalike.service.picture_analysis import PictureRequest, analyze_many, stored_picture
 from lookalike.vision.decode import ImageLimits
 from lookalike.vision.embedder import Device
-
-log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 3.0  # ray.init waits minutes for a head that is not there; a TCP connect says it at once
 # Longest wait for one batch (a model load on a fresh actor included): past it the engine has failed. Under
