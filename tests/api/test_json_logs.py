@@ -49,9 +49,13 @@ def client(services: Services) -> Iterator[TestClient]:
         probe_log.info("inside the sync route")
         return {}
 
+    def crashes() -> dict[str, str]:
+        raise RuntimeError("a bug")
+
     app.add_api_route("/v1/test-probe/async", logs_on_the_loop, methods=["GET"])
     app.add_api_route("/v1/test-probe/sync", logs_in_a_thread, methods=["GET"])
-    with TestClient(app) as test_client:
+    app.add_api_route("/v1/test-probe/crash", crashes, methods=["GET"])
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -91,6 +95,27 @@ def test_refusals_and_errors_are_logged_with_their_id(
     assert body_id == refused.headers["x-request-id"]
     (access,) = [line for line in records(log_lines) if line["logger"] == "lookalike.access"]
     assert (access["status"], access["request_id"], access["route"]) == (401, body_id, "/v1/instances/{name}")
+
+
+def test_a_crash_is_logged_with_the_id_of_its_answer(client: TestClient, log_lines: io.StringIO) -> None:
+    crashed = client.get("/v1/test-probe/crash")
+    assert crashed.status_code == 500
+    request_id = crashed.json()["request_id"]
+    lines = records(log_lines)
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert error["request_id"] == request_id and "RuntimeError: a bug" in error["exception"]
+    (access,) = [line for line in lines if line["logger"] == "lookalike.access"]
+    assert (access["status"], access["request_id"]) == (500, request_id)
+    # The next request, and a line after it, name only their own ids.
+    ok = client.get("/v1/test-probe/sync")
+    probe_log.info("between requests")
+    later = records(log_lines)[len(lines) :]
+    inside = [line for line in later if line["logger"] in ("lookalike.tests.probe", "lookalike.access")]
+    assert [(line["message"].split()[0], line.get("request_id")) for line in inside] == [
+        ("inside", ok.headers["x-request-id"]),
+        ("GET", ok.headers["x-request-id"]),
+        ("between", None),
+    ]
 
 
 def test_a_line_outside_any_request_has_no_request_id(log_lines: io.StringIO) -> None:

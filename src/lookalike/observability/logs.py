@@ -36,12 +36,14 @@ def current_request_id() -> str | None:
 
 @contextmanager
 def request_context(request_id: str) -> Iterator[None]:
-    """Name `request_id` in every log line written inside the block (and in what it awaits or runs)."""
+    """Name `request_id` in every log line written inside the block (and in what it awaits or runs).
+
+    An exception leaving the block keeps the id set: the server's last-resort handler, outside every
+    middleware, logs the crash in the same context and must name the request. Each request runs in a task
+    of its own, so the id goes no further than the request."""
     token = _REQUEST_ID.set(request_id)
-    try:
-        yield
-    finally:
-        _REQUEST_ID.reset(token)
+    yield
+    _REQUEST_ID.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
