@@ -354,6 +354,7 @@ class ImageService:
         held = self._images.stored_count(instance.id)
         fresh = len(keys) - len(self._images.existing_keys(instance.id, keys))
         if held + fresh > capacity:
+            self.metrics.rejected(instance.id, Operation.ADD.value, Rejection.CAPACITY)
             raise LookalikeError(
                 e.INSTANCE_OVER_QUOTA,
                 f"The number of items exceeds the limit: the instance holds {held} of {capacity} pictures "
@@ -368,9 +369,16 @@ class ImageService:
             return []
         with self._indexes.writing(instance.id) as index:
             capacity = self._entitlements.capacity_for_adds(instance)
-            written = self._images.upsert_many(
-                instance.id, pictures, capacity=capacity, now=self._clock.now()
-            )
+            try:
+                written = self._images.upsert_many(
+                    instance.id, pictures, capacity=capacity, now=self._clock.now()
+                )
+            except LookalikeError as exc:
+                # Counted as add_image counts a refused add: once a picture (a refused batch is retried
+                # a picture at a time, lookalike.service.tasks).
+                if exc.code == e.INSTANCE_OVER_QUOTA and len(pictures) == 1:
+                    self.metrics.rejected(instance.id, Operation.ADD.value, Rejection.CAPACITY)
+                raise
             index.upsert(
                 np.array([w.image_id for w in written], np.int64),
                 np.stack([p.image.embedding for p in pictures]),
