@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, Union, cast, get_args, get_origin
 
+from lookalike.domain.image_limits import ImageLimits
 from lookalike.domain.loose_values import CONFIG_YES_NO, parse_bool
-from lookalike.vision.decode import ImageLimits
 
 EVERY_ACCOUNT: Final = "*"
 

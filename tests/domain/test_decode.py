@@ -29,7 +29,8 @@ from lookalike.domain.errors import (
     UNSUPPORTED_PIC_PIXELS,
     LookalikeError,
 )
-from lookalike.vision.decode import DecodedImage, ImageLimits, decode_image
+from lookalike.domain.image_limits import ImageLimits
+from lookalike.vision.decode import DecodedImage, decode_image
 
 
 def _mean_abs_diff(a: Image.Image, b: Image.Image) -> float:

@@ -15,7 +15,7 @@ import pytest
 
 from lookalike.cli import _settings, build_parser
 from lookalike.config import Bucket, ConfigError, Settings, _show, env_name, env_values, settings_reference
-from lookalike.vision.decode import ImageLimits
+from lookalike.domain.image_limits import ImageLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 

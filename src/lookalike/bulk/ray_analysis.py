@@ -27,9 +27,9 @@ from lookalike.bulk.rows import AddRow
 from lookalike.config import Settings
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.image_limits import ImageLimits
 from lookalike.service.bulk_analysis import Analysed, EngineUnavailable, PictureJob, StorageOptions
 from lookalike.service.picture_analysis import PictureRequest, analyze_many, stored_picture
-from lookalike.vision.decode import ImageLimits
 from lookalike.vision.embedder import Device
 
 PROBE_TIMEOUT_S = 3.0  # ray.init waits minutes for a head that is not there; a TCP connect says it at once

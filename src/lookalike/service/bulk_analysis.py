@@ -17,9 +17,9 @@ from typing import Protocol
 
 from lookalike.config import Settings
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.image_limits import ImageLimits
 from lookalike.domain.models import Attributes, ServiceType
 from lookalike.storage.images_repo import NewPicture
-from lookalike.vision.decode import ImageLimits
 
 log = logging.getLogger(__name__)
 

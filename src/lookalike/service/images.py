@@ -20,6 +20,7 @@ from lookalike.domain.copy_score import peer_matches, verified_score
 from lookalike.domain.duplicates import Pair, pair
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.filters import Node, evaluate, parse_filter
+from lookalike.domain.image_limits import ImageLimits
 from lookalike.domain.models import (
     Account,
     Attributes,
@@ -55,7 +56,7 @@ from lookalike.storage.accounts_repo import InstanceRepository
 from lookalike.storage.images_repo import ImageRepository, NewPicture, WriteResult
 from lookalike.vectors.manager import IndexManager
 from lookalike.vision.categories import all_categories
-from lookalike.vision.decode import ImageLimits, decode_image
+from lookalike.vision.decode import decode_image
 from lookalike.vision.embedder import MicroBatcher
 from lookalike.vision.keypoints import inliers, query_keypoints
 from lookalike.vision.prepare import decode_and_prepare, region_given

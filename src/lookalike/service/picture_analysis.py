@@ -17,12 +17,12 @@ from PIL import Image
 
 from lookalike.domain import keypoint_codec
 from lookalike.domain.errors import LookalikeError
+from lookalike.domain.image_limits import ImageLimits
 from lookalike.domain.models import OTHER_CATEGORY, Attributes, PicInfo, ServiceType
 from lookalike.domain.region import Box
 from lookalike.domain.validation import validate_category
 from lookalike.storage.images_repo import NewImage, NewPicture
 from lookalike.vision.categories import all_categories, predict_category
-from lookalike.vision.decode import ImageLimits
 from lookalike.vision.embedder import EmbedResult
 from lookalike.vision.keypoints import stored_keypoints
 from lookalike.vision.prepare import decode_and_prepare

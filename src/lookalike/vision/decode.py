@@ -27,6 +27,7 @@ from lookalike.domain.errors import (
     LookalikeError,
     pic_too_large,
 )
+from lookalike.domain.image_limits import ImageLimits
 
 # Pillow plugin ids we accept; PPM's plugin also reads PGM, PBM and PFM. The JPEG
 # plugin also opens MPO (a JPEG carrying extra frames, as many phone cameras write).
@@ -40,16 +41,6 @@ _WHITE: Final = (255, 255, 255, 255)
 # input, ORB at 640 px, thumbnails), and a 12-megapixel photo decodes in ~1/8 of the time (issue 14).
 DRAFT_LONG_SIDE: Final = 960
 DRAFT_SHORT_SIDE: Final = 224
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Operator-configurable limits on uploaded pictures (Alibaba defaults)."""
-
-    max_bytes: int = 4 * 1024 * 1024  # largest accepted upload, in bytes
-    min_side: int = 100  # shortest accepted side, in pixels
-    max_side: int = 4096  # longest accepted side, in pixels
-    max_pixels: int = 4096 * 4096  # most pixels (width x height) a picture may decode to
 
 
 @dataclass(frozen=True)

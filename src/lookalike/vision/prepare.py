@@ -7,8 +7,9 @@ from typing import TypeGuard
 
 from PIL import Image
 
+from lookalike.domain.image_limits import ImageLimits
 from lookalike.domain.region import Box, parse_region, whole_image
-from lookalike.vision.decode import DecodedImage, ImageLimits, decode_image
+from lookalike.vision.decode import DecodedImage, decode_image
 from lookalike.vision.subject import detect_subjects
 
 
