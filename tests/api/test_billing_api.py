@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from lookalike.api.rest.app import create_app
+from lookalike.api.app import create_app
 from lookalike.clock import ManualClock
 from lookalike.service.container import Services
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import make_settings
-from lookalike.api.rest.app import create_app
+from lookalike.api.app import create_app
 from lookalike.clock import ManualClock
 from lookalike.config import Settings
 from lookalike.domain.catalogue import default_catalogue_text

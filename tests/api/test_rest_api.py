@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import Tenant, make_tenant
 from imagegen import incompressible_png, png_bomb
-from lookalike.api.rest.app import create_app
+from lookalike.api.app import create_app
 from lookalike.service.container import Services
 from photos import encode, load_photo
 

@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import Tenant, grant_instance, make_tenant
-from lookalike.api.rest.app import create_app
+from lookalike.api.app import create_app
 from lookalike.clock import ManualClock
 from lookalike.config import Settings
 from lookalike.domain.errors import INSTANCE_OVER_QUOTA, LookalikeError

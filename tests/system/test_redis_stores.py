@@ -274,7 +274,7 @@ def _admits(services: Services, tenant: Tenant) -> bool:
 def test_a_nonce_used_on_one_replica_is_refused_on_the_other(
     replicas: tuple[Services, Services, ManualClock],
 ) -> None:
-    from lookalike.api.rest.app import create_app
+    from lookalike.api.app import create_app
 
     a, b, _ = replicas
     assert isinstance(a.nonces, RedisNonceStore)

@@ -1,4 +1,4 @@
-"""HTTP routes of the Alibaba dialect, mounted on the same FastAPI app as the native API (/v1).
+"""HTTP routes of the Alibaba dialect (`router`), mounted by lookalike.api.app beside the native API (/v1).
 
     POST|GET /                      2020-12-14 RPC (x-acs-action, or Action in the query)
     POST     /v2/image/add|search|delete   2019-03-25 ROA
@@ -15,9 +15,9 @@ import importlib
 import logging
 import pkgutil
 import uuid
-from typing import Final
+from typing import Annotated, Final
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,11 +27,11 @@ from lookalike.api.alibaba.dispatch import ACTIONS, Context, new_request_id
 from lookalike.api.alibaba.request import ROA_PATHS, AcsRequest, parse_request
 from lookalike.api.alibaba.signing import authenticate
 from lookalike.api.limits import BodyTooLarge, Refusal
-from lookalike.api.rest.errors import request_id as native_request_id
+from lookalike.api.shared.dependencies import AllServices
+from lookalike.api.shared.request_id import request_id as native_request_id
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
-from lookalike.service.container import Services
-from lookalike.storage.nonce_store import InMemoryNonceStore, NonceStore
+from lookalike.storage.nonce_store import NonceStore
 
 log = logging.getLogger(__name__)
 
@@ -76,34 +76,18 @@ def alibaba_refusal(request: Request, refusal: Refusal) -> Response:
     return ae.error_response(LookalikeError(code, refusal.reason), _request_id(request), "")
 
 
-def install_alibaba_routes(app: FastAPI, nonces: NonceStore | None = None) -> None:
-    """Add the Alibaba routes to `app` (which must carry `app.state.services`).
-
-    Each app gets its own nonce store unless one is passed (e.g. a shared Redis-backed store when several
-    processes serve the same keys: a nonce seen by one must be refused by all).
-    """
-    _load_action_modules()
-    app.state.nonce_store = nonces or InMemoryNonceStore()
-
-    async def rpc_root(request: Request) -> Response:
-        if (
-            request.method == "GET"
-            and "x-acs-action" not in request.headers
-            and "authorization" not in request.headers
-            and "Signature" not in request.query_params
-        ):
-            return JSONResponse(BROWSER_HINT)
-        return await handle(request)
-
-    app.add_api_route("/", rpc_root, methods=["GET", "POST"], include_in_schema=False)
-    for path in ROA_PATHS:
-        app.add_api_route(path, handle, methods=["POST"], include_in_schema=False)
+def nonce_store(request: Request) -> NonceStore:
+    """The app's signature nonces (lookalike.api.app puts the services' store there: a Redis-backed one
+    when several processes serve the same keys, since a nonce seen by one must be refused by all)."""
+    found: NonceStore = request.app.state.nonce_store
+    return found
 
 
-async def handle(request: Request) -> Response:
+Nonces = Annotated[NonceStore, Depends(nonce_store)]
+
+
+async def handle(request: Request, services: AllServices, nonces: Nonces) -> Response:
     rid = _request_id(request)
-    services: Services = request.app.state.services
-    nonces: NonceStore = request.app.state.nonce_store
     acs: AcsRequest | None = None
     try:
         acs = await parse_request(request, services.settings.request_limits.max_form_fields)
@@ -126,3 +110,21 @@ async def handle(request: Request) -> Response:
         log.exception("Alibaba %s crashed [%s]", acs.action if acs else request.url.path, rid)
         return ae.internal_error_response(rid)
     return JSONResponse({"RequestId": rid, **body})
+
+
+async def rpc_root(request: Request, services: AllServices, nonces: Nonces) -> Response:
+    if (
+        request.method == "GET"
+        and "x-acs-action" not in request.headers
+        and "authorization" not in request.headers
+        and "Signature" not in request.query_params
+    ):
+        return JSONResponse(BROWSER_HINT)
+    return await handle(request, services, nonces)
+
+
+_load_action_modules()
+router = APIRouter()
+router.add_api_route("/", rpc_root, methods=["GET", "POST"], include_in_schema=False)
+for _path in ROA_PATHS:
+    router.add_api_route(_path, handle, methods=["POST"], include_in_schema=False)

@@ -1,8 +1,9 @@
-"""Mount the console on the FastAPI application: its pages under /console, its own static files."""
+"""The console's pages under /console (`router`) and its own static files (`static_files`), which
+lookalike.api.app mounts on the application."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from lookalike.api.console import (
@@ -37,11 +38,9 @@ PAGE_MODULES = [
 ]
 
 
-def install_console(app: FastAPI) -> None:
-    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
-    for module in PAGE_MODULES:
-        app.include_router(module.router)
-    app.include_router(_not_found)  # last: only paths no page claimed
+def static_files() -> StaticFiles:
+    """The console's scripts, styles and icons: mount at /console/static, before `router`."""
+    return StaticFiles(directory=str(HERE / "static"))
 
 
 _not_found = APIRouter(prefix="/console", route_class=ConsoleRoute)
@@ -51,6 +50,12 @@ _not_found = APIRouter(prefix="/console", route_class=ConsoleRoute)
 def no_such_page(request: Request, rest: str) -> Response:
     context = {"title": "No such page", "message": f"There is no console page at /console/{rest}."}
     return render(request, "error.html", context, status=404)
+
+
+router = APIRouter()
+for _module in PAGE_MODULES:
+    router.include_router(_module.router)
+router.include_router(_not_found)  # last: only paths no page claimed
 
 
 def console_refusal(request: Request, refusal: Refusal) -> Response:

@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.console.picture_views import instance_path, tile
 from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, redirect, render, services
-from lookalike.api.rest.duplicate_routes import csv_download, positive_number
+from lookalike.api.shared.downloads import csv_download
+from lookalike.api.shared.payload import positive_number
 from lookalike.domain import errors as e
 from lookalike.domain.duplicates import DEFAULT_THRESHOLD
 from lookalike.domain.errors import LookalikeError

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.console.picture_views import instance_path, tile, uploaded_file
 from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, redirect, render, services
-from lookalike.api.rest.payload import Payload
+from lookalike.api.shared.payload import Payload
 from lookalike.domain import errors as e
 from lookalike.domain.attributes import SLOTS
 from lookalike.domain.errors import LookalikeError

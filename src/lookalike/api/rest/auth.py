@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
+from lookalike.api.shared.dependencies import Accounts
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account
-from lookalike.service.container import Services
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
 
 
 def parse_basic(header: str | None) -> tuple[str, str]:
@@ -42,13 +38,17 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     return key_id, secret
 
 
-def current_account(request: Request) -> Account:
+def authenticated_account(request: Request, accounts: Accounts) -> Account:
     key_id, secret = parse_basic(request.headers.get("authorization"))
-    return services(request).accounts.authenticate(key_id, secret)
+    return accounts.authenticate(key_id, secret)
 
 
-def admin_account(request: Request) -> Account:
-    account = current_account(request)
+def admin_account(account: Annotated[Account, Depends(authenticated_account)]) -> Account:
     if not account.is_admin:
         raise LookalikeError(e.NO_PERMISSION, "This operation needs the operator (admin) account.")
     return account
+
+
+# What a route declares: `account: AccountDep` (a tenant or the operator), `_admin: AdminDep`.
+AccountDep = Annotated[Account, Depends(authenticated_account)]
+AdminDep = Annotated[Account, Depends(admin_account)]

@@ -14,23 +14,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
-from lookalike.api.rest.auth import current_account, services
-from lookalike.api.rest.payload import read_payload
-from lookalike.domain import errors as e
+from lookalike.api.rest import requests as r
+from lookalike.api.rest.auth import AccountDep
+from lookalike.api.shared.dependencies import Duplicates
+from lookalike.api.shared.downloads import csv_download
+from lookalike.api.shared.payload import positive_number
 from lookalike.domain.errors import LookalikeError
-from lookalike.domain.loose_values import parse_positive_id
-from lookalike.domain.models import Account
 from lookalike.service.duplicates import NO_REPORT, GroupPage, Report
 
 router = APIRouter(prefix="/v1")
-AccountDep = Annotated[Account, Depends(current_account)]
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -75,75 +73,73 @@ def page_json(page: GroupPage) -> dict[str, Any]:
     }
 
 
-def positive_number(text: str, name: str, digits: int = 18) -> int:
-    """A report id, group or page named in a URL (console pages use it too)."""
-    try:
-        return parse_positive_id(text, digits)
-    except ValueError:
-        raise LookalikeError(e.INVALID_PARAMETER, f"{name} must be a positive whole number.") from None
-
-
-def csv_download(lines: Iterator[str], report_id: int) -> StreamingResponse:
-    """A report's CSV as a file download, streamed a page of groups at a time (console pages use it too)."""
-    return StreamingResponse(
-        iterate_in_threadpool(lines),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="duplicates-{report_id}.csv"'},
-    )
-
-
-@router.post("/instances/{name}/duplicates", tags=["duplicates"])
-async def start_report(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    threshold = payload.fields.get("threshold")  # checked by the service
-    reports = services(request).duplicates
+@router.post(
+    "/instances/{name}/duplicates", tags=["duplicates"], openapi_extra=r.StartDuplicateReport.openapi()
+)
+async def start_report(
+    name: str,
+    account: AccountDep,
+    reports: Duplicates,
+    body: Annotated[r.StartDuplicateReport, Depends(r.StartDuplicateReport.parsed)],
+) -> dict[str, Any]:
+    threshold: object = body.threshold  # as sent: checked by the service
     return report_json(await run_in_threadpool(lambda: reports.start(account, name, threshold)))
 
 
 @router.get("/instances/{name}/duplicates", tags=["duplicates"])
-def latest_report(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    found = services(request).duplicates.report(account, name, rate_limited=False)  # polled for progress
+def latest_report(name: str, account: AccountDep, reports: Duplicates) -> dict[str, Any]:
+    found = reports.report(account, name, rate_limited=False)  # polled for progress
     if found is None:
         raise LookalikeError(NO_REPORT, "This instance has no duplicate report yet.", status=404)
     return report_json(found)
 
 
 @router.get("/instances/{name}/duplicates/{report_id}", tags=["duplicates"])
-def one_report(request: Request, name: str, report_id: str, account: AccountDep) -> dict[str, Any]:
+def one_report(name: str, report_id: str, account: AccountDep, reports: Duplicates) -> dict[str, Any]:
     number = positive_number(report_id, "report id")
-    found = services(request).duplicates.report(account, name, number, rate_limited=False)
+    found = reports.report(account, name, number, rate_limited=False)
     assert found is not None  # a named report that does not exist raised 404
     return report_json(found)
 
 
 @router.get("/instances/{name}/duplicates/{report_id}/groups", tags=["duplicates"])
 def report_groups(
-    request: Request, name: str, report_id: str, account: AccountDep, page: str = "1", page_size: str = "20"
+    name: str,
+    report_id: str,
+    account: AccountDep,
+    reports: Duplicates,
+    query: Annotated[r.GroupsQuery, Query()],
 ) -> dict[str, Any]:
-    number = positive_number(page, "page", 9)
-    size = positive_number(page_size, "page_size", 9)
-    found = services(request).duplicates.groups(
+    number = positive_number(query.page, "page", 9)
+    size = positive_number(query.page_size, "page_size", 9)
+    found = reports.groups(
         account, name, positive_number(report_id, "report id"), page_number=number, page_size=size
     )
     return page_json(found)
 
 
 @router.get("/instances/{name}/duplicates/{report_id}/csv", tags=["duplicates"])
-def report_csv(request: Request, name: str, report_id: str, account: AccountDep) -> StreamingResponse:
+def report_csv(name: str, report_id: str, account: AccountDep, reports: Duplicates) -> StreamingResponse:
     number = positive_number(report_id, "report id")
-    return csv_download(services(request).duplicates.csv_lines(account, name, number), number)
+    return csv_download(reports.csv_lines(account, name, number), number)
 
 
-@router.post("/instances/{name}/duplicates/{report_id}/groups/{group}/keep", tags=["duplicates"])
+@router.post(
+    "/instances/{name}/duplicates/{report_id}/groups/{group}/keep",
+    tags=["duplicates"],
+    openapi_extra=r.KeepOne.openapi(),
+)
 async def keep_one(
-    request: Request, name: str, report_id: str, group: str, account: AccountDep
+    name: str,
+    report_id: str,
+    group: str,
+    account: AccountDep,
+    reports: Duplicates,
+    body: Annotated[r.KeepOne, Depends(r.KeepOne.parsed)],
 ) -> dict[str, Any]:
-    payload = await read_payload(request)
-    keep = payload.integer("image_id")
-    if keep is None:
-        raise LookalikeError(e.INVALID_PARAMETER, "image_id (the picture to keep) is required.")
+    keep = body.image_id
+    assert keep is not None  # the model refused a body without it
     number, group_no = positive_number(report_id, "report id"), positive_number(group, "group", 9)
-    reports = services(request).duplicates
     deleted = await run_in_threadpool(lambda: reports.keep_one(account, name, number, group_no, keep))
     return {
         "kept": keep,

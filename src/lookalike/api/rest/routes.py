@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from lookalike.api.rest.auth import admin_account, current_account, services
-from lookalike.api.rest.payload import Payload, read_payload
-from lookalike.domain import errors as e
-from lookalike.domain.errors import LookalikeError
-from lookalike.domain.models import Account, ImageRecord, Instance, PicInfo, SearchResult, ServiceType
-from lookalike.service.images import SearchOptions
+from lookalike.api.rest import requests as r
+from lookalike.api.rest.auth import AccountDep, AdminDep
+from lookalike.api.shared.dependencies import Accounts, Billing, Images, InstanceLimits
+from lookalike.domain.models import ImageRecord, Instance, PicInfo, SearchResult, ServiceType
 
 router = APIRouter(prefix="/v1")
-AccountDep = Annotated[Account, Depends(current_account)]
-AdminDep = Annotated[Account, Depends(admin_account)]
 
 
 # --- serializers (plain dicts: the wire shape is documented in README/OpenAPI) ---
@@ -72,19 +68,6 @@ def search_json(result: SearchResult, *, with_scores: bool = True) -> dict[str, 
     }
 
 
-def search_options(payload: Payload) -> SearchOptions:
-    num = payload.integer("num", code=e.INVALID_NUM)
-    start = payload.integer("start", code=e.INVALID_START)
-    return SearchOptions(
-        num=10 if num is None else num,
-        start=0 if start is None else start,
-        category_id=payload.integer("category_id", code=e.INVALID_CATEGORY),
-        filter=payload.text("filter"),
-        distinct_product_id=payload.boolean("distinct_product_id", False),
-        score_threshold=payload.text("score_threshold"),
-    )
-
-
 # --- health ---
 @router.get("/health", tags=["meta"])
 def health() -> dict[str, str]:
@@ -93,159 +76,163 @@ def health() -> dict[str, str]:
 
 # --- tenant: instances ---
 @router.get("/instances", tags=["instances"])
-def list_instances(request: Request, account: AccountDep) -> dict[str, Any]:
-    found = services(request).accounts.list_instances(account)
+def list_instances(account: AccountDep, accounts: Accounts) -> dict[str, Any]:
+    found = accounts.list_instances(account)
     return {"instances": [instance_json(i) for i in found]}
 
 
 @router.get("/instances/{name}", tags=["instances"])
-def instance_detail(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    detail = services(request).images.detail(account, name)
+def instance_detail(name: str, account: AccountDep, images: Images) -> dict[str, Any]:
+    detail = images.detail(account, name)
     return instance_json(detail.instance, detail.total_count)
 
 
 # --- tenant: images ---
-@router.post("/instances/{name}/images", tags=["images"], status_code=200)
-async def add_image(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
+@router.post("/instances/{name}/images", tags=["images"], status_code=200, openapi_extra=r.AddImage.openapi())
+async def add_image(
+    name: str, account: AccountDep, svc: Images, body: Annotated[r.AddImage, Depends(r.AddImage.parsed)]
+) -> dict[str, Any]:
     """Add or overwrite a picture: multipart (`picture` file) or JSON/form (`pic_content` base64)."""
-    payload = await read_payload(request)
-    svc = services(request).images
+    given = body.attribute_update()
     result = await run_in_threadpool(
         lambda: svc.add_image(
             account,
             name,
-            product_id=payload.text("product_id") or "",
-            pic_name=payload.text("pic_name") or "",
-            picture=payload.picture(),
-            category_id=payload.integer("category_id", code=e.INVALID_CATEGORY),
-            crop=payload.boolean("crop", True),
-            region=payload.text("region") or None,
-            attributes=payload.attributes(),
-            custom_content=payload.text("custom_content") or "",
+            product_id=body.product_id or "",
+            pic_name=body.pic_name or "",
+            picture=body.picture_bytes(),
+            category_id=body.category_id,
+            crop=body.crop,
+            region=body.region or None,
+            attributes=given.filled(),
+            custom_content=given.custom_content or "",
         )
     )
     return {"created": result.created, "pic_info": pic_info_json(result.pic_info)}
 
 
-@router.post("/instances/{name}/images/update", tags=["images"])
-async def update_image(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    svc = services(request).images
+@router.post("/instances/{name}/images/update", tags=["images"], openapi_extra=r.UpdateImage.openapi())
+async def update_image(
+    name: str, account: AccountDep, svc: Images, body: Annotated[r.UpdateImage, Depends(r.UpdateImage.parsed)]
+) -> dict[str, Any]:
     await run_in_threadpool(
         lambda: svc.update_image(
             account,
             name,
-            product_id=payload.text("product_id") or "",
-            pic_name=payload.text("pic_name") or "",
-            change=payload.attribute_update(),
+            product_id=body.product_id or "",
+            pic_name=body.pic_name or "",
+            change=body.attribute_update(),
         )
     )
     return {"updated": True}
 
 
-@router.post("/instances/{name}/images/delete", tags=["images"])
-async def delete_images(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
+@router.post("/instances/{name}/images/delete", tags=["images"], openapi_extra=r.DeleteImages.openapi())
+async def delete_images(
+    name: str,
+    account: AccountDep,
+    svc: Images,
+    body: Annotated[r.DeleteImages, Depends(r.DeleteImages.parsed)],
+) -> dict[str, Any]:
     """Delete by `product_id` (all its pictures), by `product_id` + `pic_name`, or by `filter`."""
-    payload = await read_payload(request)
-    svc = services(request).images
-    by_filter = payload.boolean("is_delete_by_filter", payload.text("filter") is not None)
+    by_filter = body.is_delete_by_filter if body.is_delete_by_filter is not None else body.filter is not None
     deleted = await run_in_threadpool(
         lambda: svc.delete_images(
             account,
             name,
-            product_id=payload.text("product_id"),
-            pic_name=payload.text("pic_name"),
-            filter=payload.text("filter"),
+            product_id=body.product_id,
+            pic_name=body.pic_name,
+            filter=body.filter,
             by_filter=by_filter,
         )
     )
     return {"deleted": len(deleted), "pic_names": deleted}
 
 
-@router.post("/instances/{name}/images/exists", tags=["images"])
-async def image_exists(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    svc = services(request).images
+@router.post("/instances/{name}/images/exists", tags=["images"], openapi_extra=r.ImageExists.openapi())
+async def image_exists(
+    name: str, account: AccountDep, svc: Images, body: Annotated[r.ImageExists, Depends(r.ImageExists.parsed)]
+) -> dict[str, Any]:
     record = await run_in_threadpool(
-        lambda: svc.check_exists(
-            account, name, payload.text("product_id") or "", payload.text("pic_name") or ""
-        )
+        lambda: svc.check_exists(account, name, body.product_id or "", body.pic_name or "")
     )
     return {"exists": record is not None, "image": record_json(record) if record else None}
 
 
 # --- tenant: searches ---
-@router.post("/instances/{name}/search/picture", tags=["search"])
-async def search_by_picture(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
+@router.post("/instances/{name}/search/picture", tags=["search"], openapi_extra=r.SearchByPicture.openapi())
+async def search_by_picture(
+    name: str,
+    account: AccountDep,
+    svc: Images,
+    body: Annotated[r.SearchByPicture, Depends(r.SearchByPicture.parsed)],
+) -> dict[str, Any]:
     """Search by photo. A hit's `score` is the best cosine over (the query's views x the picture's stored
     views), raised for the first 10 hits by their matching local features, in [0, 1]: 1.0 for the
     identical picture, >= 0.87 for a copy (the calibrated copy threshold: precision 0.99 on the copy
     benchmark), below 0.5 for a picture that is no copy. See the README's Scores."""
-    payload = await read_payload(request)
-    svc = services(request).images
     result = await run_in_threadpool(
         lambda: svc.search_by_pic(
             account,
             name,
-            payload.picture(),
-            search_options(payload),
-            crop=payload.boolean("crop", True),
-            region=payload.text("region") or None,
+            body.picture_bytes(),
+            body.search_options(),
+            crop=body.crop,
+            region=body.region or None,
         )
     )
     return search_json(result)
 
 
-@router.post("/instances/{name}/search/name", tags=["search"])
-async def search_by_name(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    svc = services(request).images
+@router.post("/instances/{name}/search/name", tags=["search"], openapi_extra=r.SearchByName.openapi())
+async def search_by_name(
+    name: str,
+    account: AccountDep,
+    svc: Images,
+    body: Annotated[r.SearchByName, Depends(r.SearchByName.parsed)],
+) -> dict[str, Any]:
     result = await run_in_threadpool(
         lambda: svc.search_by_name(
-            account,
-            name,
-            payload.text("product_id") or "",
-            payload.text("pic_name") or "",
-            search_options(payload),
+            account, name, body.product_id or "", body.pic_name or "", body.search_options()
         )
     )
     return search_json(result)
 
 
-@router.post("/instances/{name}/search/filter", tags=["search"])
-async def search_by_filter(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    options = search_options(payload)
-    svc = services(request).images
+@router.post("/instances/{name}/search/filter", tags=["search"], openapi_extra=r.SearchByFilter.openapi())
+async def search_by_filter(
+    name: str,
+    account: AccountDep,
+    svc: Images,
+    body: Annotated[r.SearchByFilter, Depends(r.SearchByFilter.parsed)],
+) -> dict[str, Any]:
     result = await run_in_threadpool(
-        lambda: svc.search_by_filter(
-            account, name, payload.text("filter"), num=options.num, start=options.start
-        )
+        lambda: svc.search_by_filter(account, name, body.filter, num=body.num, start=body.start)
     )
     return search_json(result, with_scores=False)
 
 
-@router.post("/instances/{name}/compare", tags=["search"])
-async def compare(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    svc = services(request).images
-    first = payload.picture("primary", "primary_pic_content")
-    second = payload.picture("secondary", "secondary_pic_content")
+@router.post("/instances/{name}/compare", tags=["search"], openapi_extra=r.Compare.openapi())
+async def compare(
+    name: str, account: AccountDep, svc: Images, body: Annotated[r.Compare, Depends(r.Compare.parsed)]
+) -> dict[str, Any]:
+    first, second = body.pictures()
     score = await run_in_threadpool(lambda: svc.compare(account, name, first, second))
     return {"score": round(score, 6)}
 
 
 # --- admin ---
 @router.get("/admin/accounts", tags=["admin"])
-def admin_list_accounts(request: Request, _admin: AdminDep) -> dict[str, Any]:
-    found = services(request).accounts.list_accounts()
+def admin_list_accounts(_admin: AdminDep, accounts: Accounts) -> dict[str, Any]:
+    found = accounts.list_accounts()
     return {"accounts": [{"id": a.id, "name": a.name, "is_admin": a.is_admin} for a in found]}
 
 
-@router.post("/admin/accounts", tags=["admin"])
-async def admin_create_account(request: Request, _admin: AdminDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    account, key = services(request).accounts.create_account(payload.text("name") or "")
+@router.post("/admin/accounts", tags=["admin"], openapi_extra=r.CreateAccount.openapi())
+def admin_create_account(
+    _admin: AdminDep, accounts: Accounts, body: Annotated[r.CreateAccount, Depends(r.CreateAccount.parsed)]
+) -> dict[str, Any]:
+    account, key = accounts.create_account(body.name or "")
     return {
         "account_id": account.id,
         "name": account.name,
@@ -255,8 +242,8 @@ async def admin_create_account(request: Request, _admin: AdminDep) -> dict[str, 
 
 
 @router.post("/admin/accounts/{account_id}/keys", tags=["admin"])
-def admin_create_key(request: Request, account_id: str, _admin: AdminDep) -> dict[str, Any]:
-    key = services(request).accounts.create_access_key(account_id)
+def admin_create_key(account_id: str, _admin: AdminDep, accounts: Accounts) -> dict[str, Any]:
+    key = accounts.create_access_key(account_id)
     return {
         "account_id": account_id,
         "access_key_id": key.access_key_id,
@@ -265,35 +252,29 @@ def admin_create_key(request: Request, account_id: str, _admin: AdminDep) -> dic
 
 
 @router.post("/admin/keys/{key_id}/disable", tags=["admin"])
-def admin_disable_key(request: Request, key_id: str, _admin: AdminDep) -> dict[str, Any]:
-    services(request).accounts.set_access_key_disabled(key_id, True)
+def admin_disable_key(key_id: str, _admin: AdminDep, accounts: Accounts) -> dict[str, Any]:
+    accounts.set_access_key_disabled(key_id, True)
     return {"access_key_id": key_id, "disabled": True}
 
 
-@router.post("/admin/instances", tags=["admin"])
-async def admin_create_instance(request: Request, _admin: AdminDep) -> dict[str, Any]:
+@router.post("/admin/instances", tags=["admin"], openapi_extra=r.CreateInstance.openapi())
+def admin_create_instance(
+    _admin: AdminDep,
+    billing: Billing,
+    limits: InstanceLimits,
+    body: Annotated[r.CreateInstance, Depends(r.CreateInstance.parsed)],
+) -> dict[str, Any]:
     """An operator grant: an instance of any size at no charge, held for `months` (default 12)."""
-    payload = await read_payload(request)
-    service_type = (payload.text("service_type") or "product").lower()
-    if service_type not in ("product", "generic"):
-        raise LookalikeError(e.INVALID_PARAMETER, "service_type is 'product' or 'generic'.")
-    capacity = payload.integer("capacity")
-    qps = payload.integer("qps")
-    if capacity is None or qps is None:
-        raise LookalikeError(e.INVALID_PARAMETER, "capacity and qps are required.")
-    svc = services(request)
-    instance = svc.billing.orders.grant(
-        payload.text("account_id") or "",
-        payload.text("name") or "",
-        capacity=capacity,
-        qps=qps,
-        months=payload.integer("months") or 12,
-        service_type=ServiceType.PRODUCT if service_type == "product" else ServiceType.GENERIC,
+    assert body.capacity is not None and body.qps is not None  # the model refused a body without them
+    instance = billing.orders.grant(
+        body.account_id or "",
+        body.name or "",
+        capacity=body.capacity,
+        qps=body.qps,
+        months=body.months or 12,
+        service_type=ServiceType.PRODUCT if body.service_type == "product" else ServiceType.GENERIC,
     )
-    svc.instances_repo.set_operation_limits(
-        instance.id,
-        add_qps=payload.integer("add_qps"),
-        delete_qps=payload.integer("delete_qps"),
-        update_qps=payload.integer("update_qps"),
+    limits.set_operation_limits(
+        instance.id, add_qps=body.add_qps, delete_qps=body.delete_qps, update_qps=body.update_qps
     )
     return instance_json(instance, 0)

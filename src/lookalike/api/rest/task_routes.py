@@ -3,19 +3,20 @@ ErrorUrl). The signature is the credential, so the route takes no Authorization 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from lookalike.api.rest.auth import services
+from lookalike.api.rest.requests import DownloadQuery
+from lookalike.api.shared.dependencies import Tasks
 
 router = APIRouter(prefix="/v1")
 
 
 @router.get("/exports/{task_id}", response_class=FileResponse, tags=["tasks"])
-def download_task_file(
-    request: Request, task_id: int, expires: str | None = None, signature: str | None = None
-) -> FileResponse:
+def download_task_file(task_id: int, tasks: Tasks, query: Annotated[DownloadQuery, Query()]) -> FileResponse:
     """JSON lines: picture metadata (an export) or failed lines (a batch task). 403 when the link is
     tampered with or older than 2 hours."""
-    path, name = services(request).tasks.open_download(task_id, expires, signature)
+    path, name = tasks.open_download(task_id, query.expires, query.signature)
     return FileResponse(path, media_type="application/x-ndjson", filename=name)

@@ -12,23 +12,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from lookalike.api.rest.auth import current_account, services
-from lookalike.api.rest.payload import read_payload
-from lookalike.api.rest.routes import search_json, search_options
-from lookalike.domain.models import Account
+from lookalike.api.rest import requests as r
+from lookalike.api.rest.auth import AccountDep
+from lookalike.api.rest.routes import search_json
+from lookalike.api.shared.dependencies import TextSearch
 
 router = APIRouter(prefix="/v1")
-AccountDep = Annotated[Account, Depends(current_account)]
 
 
-@router.post("/instances/{name}/search/text", tags=["search"])
-async def search_by_text(request: Request, name: str, account: AccountDep) -> dict[str, Any]:
-    payload = await read_payload(request)
-    svc = services(request).text_search
-    text = payload.text("text")
-    options = search_options(payload)
-    result = await run_in_threadpool(lambda: svc.search(account, name, text, options))
+@router.post("/instances/{name}/search/text", tags=["search"], openapi_extra=r.SearchByText.openapi())
+async def search_by_text(
+    name: str,
+    account: AccountDep,
+    svc: TextSearch,
+    body: Annotated[r.SearchByText, Depends(r.SearchByText.parsed)],
+) -> dict[str, Any]:
+    options = body.search_options()
+    result = await run_in_threadpool(lambda: svc.search(account, name, body.text, options))
     return search_json(result)

@@ -1,10 +1,10 @@
-"""Error bodies of the native API: {code, message, request_id} with the right HTTP status."""
+"""Error bodies of the native API: {code, message, request_id} with the right HTTP status. The app-wide
+exception handlers answer in this shape; the Alibaba dialect and the console catch their own errors first."""
 
 from __future__ import annotations
 
 import logging
 import math
-import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,19 +12,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.api.limits import BodyTooLarge
+from lookalike.api.shared.request_id import request_id
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 
 log = logging.getLogger(__name__)
-
-
-def request_id(request: Request) -> str:
-    existing = getattr(request.state, "request_id", None)
-    if isinstance(existing, str):
-        return existing
-    new_id = uuid.uuid4().hex.upper()
-    request.state.request_id = new_id
-    return new_id
 
 
 def error_response(
