@@ -17,8 +17,9 @@ from lookalike.service.container import Services, build_services
 
 os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
 
-# Browser fixtures of the web console tests (chromium, console): tests/browser.py.
-pytest_plugins = ["browser"]
+# Browser fixtures of the web console tests (chromium, console): tests/browser.py. The session's loopback
+# Ray cluster (ray_cluster) of the Ray engine's tests: tests/ray_cluster.py.
+pytest_plugins = ["browser", "ray_cluster"]
 
 # Set (scripts/test's second pass) to a PostgreSQL server URL: every test that builds Services then gets a
 # database of its own on that server instead of the SQLite file in its data directory.

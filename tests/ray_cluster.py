@@ -1,6 +1,6 @@
 """A local Ray cluster on loopback for the tests of the Ray engine (tests/system): `ray start --head --block`
-as a child process (2 CPUs), stopped by its pid afterwards. One per test session: a test module imports the
-fixture (`from ray_cluster import RayCluster, ray_cluster`)."""
+as a child process (2 CPUs), stopped by its pid afterwards. One per test session: tests/conftest.py loads
+this module as a plugin (a fixture imported into each test module would start one cluster per module)."""
 
 from __future__ import annotations
 

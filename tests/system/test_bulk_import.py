@@ -3,11 +3,10 @@ upsert_many keeps upsert's guarantees, and the Ray engine imports the same rows 
 over-quota import before writing, reports bad rows, and finishes after a killed worker or driver with no row
 lost or doubled.
 
-The Ray tests share one local cluster on loopback (2 CPUs, `ray start --head --block` as a child process,
-stopped by its pid afterwards). Vector tolerance: the stored float16 vectors of the two paths differ only by
-the model's batch composition (float32 rounding), so every stored value is within VECTOR_TOLERANCE and
-cosines are >= 0.9999; everything else (category, Region, MultiRegion, keypoints, thumbnail bytes,
-attributes) is equal.
+The Ray tests share the session's local cluster on loopback (tests/ray_cluster.py).
+Vector tolerance: the stored float16 vectors of the two paths differ only by the model's batch composition
+(float32 rounding), so every stored value is within VECTOR_TOLERANCE and cosines are >= 0.9999; everything
+else (category, Region, MultiRegion, keypoints, thumbnail bytes, attributes) is equal.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +43,8 @@ from lookalike.storage.tables import changes, images, keypoints, thumbnails
 from lookalike.vectors.reduction import packaged as packaged_reduction
 from lookalike.vision.embedder import EfficientNetEmbedder
 from photos import load_photo
-from server import LOOKALIKE, free_port
+from ray_cluster import RayCluster
+from server import LOOKALIKE
 
 VECTOR_TOLERANCE = 2e-3  # largest difference of any stored (float16) vector value between the two paths
 PHOTOS = (
@@ -333,58 +332,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-@dataclass(frozen=True)
-class RayCluster:
-    address: str
-    pid: int  # the `ray start --block` process; every Ray process of the cluster is below it
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'lookalike[ray]' (part of [dev])")
-    ray_bin = Path(sys.executable).parent / "ray"
-    port = free_port()
-    log = tmp_path_factory.mktemp("ray") / "ray.log"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    process = subprocess.Popen(
-        [
-            str(ray_bin),
-            "start",
-            "--head",
-            "--block",
-            "--num-cpus",
-            "2",
-            "--node-ip-address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--include-dashboard=false",
-            "--object-store-memory",
-            str(200 * 1024 * 1024),
-            "--disable-usage-stats",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # this process's drivers connect to it
-    try:
-        deadline = time.monotonic() + 90
-        while "Ray runtime started" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start failed: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield RayCluster(f"127.0.0.1:{port}", process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)  # --block stops the processes it started
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: only the cluster's processes
-            process.wait()
 
 
 def test_ray_import_stores_what_the_local_import_stores(

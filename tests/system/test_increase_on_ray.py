@@ -33,7 +33,7 @@ from lookalike.service.tasks import LEASE_S
 from lookalike.storage.tables import changes, images
 from lookalike.storage.tasks_repo import FAIL, SUCCESS, TaskRepository, TaskRow
 from photos import encode, load_photo
-from ray_cluster import RayCluster, ray_cluster  # noqa: F401  (the session's cluster)
+from ray_cluster import RayCluster
 from test_bulk_import import assert_same_pictures, stored_rows
 
 BUCKET = "shop-bucket"
@@ -63,7 +63,7 @@ def settings(tmp_path: Path, model_cache: Path, bucket: Path, database_url: str 
 
 
 @pytest.fixture(scope="module")
-def ray_driver(ray_cluster: RayCluster) -> Iterator[str]:  # noqa: F811
+def ray_driver(ray_cluster: RayCluster) -> Iterator[str]:
     """This process connected to the cluster once for the module (each server's engine reuses it)."""
     import ray
 
