@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lookalike.api.app import create_app
     from lookalike.api.limits import server_options
+    from lookalike.bulk.ray_analysis import RayAnalysisEngine
     from lookalike.observability.logs import configure_logging, uvicorn_log_options
     from lookalike.service.container import build_services
 
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     # Said now, not after the model has loaded: the port (or the upload port) is taken.
     ensure_free(args.host, args.port, port_option="--port", host_option="--host")
     clock = OffsetClock() if args.demo_clock else SystemClock()
-    services = build_services(settings, clock=clock)
+    # IncreaseInstance tasks go to the Ray cluster the setting ray_address names (here, else; one log line).
+    services = build_services(settings, clock=clock, connect_bulk_engine=RayAnalysisEngine.connect)
     base_url = f"http://{args.host}:{args.port}"
     announce_operator(settings, services)
     print(
