@@ -23,12 +23,26 @@ class Finished:
     msg: str
 
 
+class Stopped(Exception):
+    """The worker is stopping in the middle of a task: it goes back to the queue."""
+
+
+class SliceUsedUp(Exception):
+    """A task used up its time slice: it goes back to the queue, where other tenants come first."""
+
+
+def _never() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class TaskSlice:
     holder: str  # the lease holder: progress commits must name it
     now: Callable[[], datetime]
     lease_until: Callable[[], datetime]
-    checkpoint: Callable[[], None]  # raises to end the slice (stop, or the slice is used up)
+    checkpoint: Callable[[], None]  # raises Stopped or SliceUsedUp to end the slice
+    # Whether the worker is stopping, for a task that cannot be cut into slices (an export) but can stop.
+    stopping: Callable[[], bool] = _never
 
 
 class TaskRunner(Protocol):
