@@ -19,8 +19,9 @@ from lookalike.api.console import (
     pictures_pages,
     search_pages,
 )
-from lookalike.api.console.web import HERE, ConsoleRoute, render, services
+from lookalike.api.console.web import HERE, ConsoleRoute, render
 from lookalike.api.limits import Refusal
+from lookalike.api.shared.dependencies import settings
 
 # Each page module owns one area of the console and exports `router`.
 PAGE_MODULES = [
@@ -61,7 +62,7 @@ router.include_router(_not_found)  # last: only paths no page claimed
 def console_refusal(request: Request, refusal: Refusal) -> Response:
     """The page for a request refused by its size, before a byte of it was parsed."""
     if refusal.status == 413:
-        megabytes = services(request).settings.image_limits.max_bytes / (1024 * 1024)
+        megabytes = settings(request).image_limits.max_bytes / (1024 * 1024)
         context = {
             "title": "Upload too large",
             "message": f"{refusal.reason} Pictures are at most {megabytes:.0f} MB.",

@@ -20,8 +20,9 @@ from lookalike.api.console.web import (
     read_form,
     redirect,
     render,
-    services,
 )
+from lookalike.api.shared.dependencies import ConsoleAuth, SettingsDep
+from lookalike.config import Settings
 from lookalike.domain.errors import LookalikeError
 from lookalike.service.console_auth import NewSession
 
@@ -35,14 +36,13 @@ def _safe_next(target: str) -> str:
     return "/console/dashboard"
 
 
-def _with_cookie(request: Request, response: Response, new: NewSession) -> Response:
-    svc = services(request)
+def _with_cookie(config: Settings, response: Response, new: NewSession) -> Response:
     response.set_cookie(
         COOKIE_NAME,
         new.token,
-        max_age=int(svc.settings.console_session_ttl_s),
+        max_age=int(config.console_session_ttl_s),
         path="/console",
-        secure=svc.settings.console_secure_cookies,
+        secure=config.console_secure_cookies,
         httponly=True,
         samesite="lax",
     )
@@ -61,7 +61,9 @@ def _form_token(request: Request) -> str:
     return existing if existing and len(existing) <= 64 else secrets.token_urlsafe(32)
 
 
-def _form_page(request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> Response:
+def _form_page(
+    request: Request, config: Settings, template: str, context: dict[str, Any], *, status: int = 200
+) -> Response:
     """A pre-session form page carrying the token of the form cookie (set here if missing)."""
     token = _form_token(request)
     page = render(request, template, {**context, "form_token": token}, status=status)
@@ -70,7 +72,7 @@ def _form_page(request: Request, template: str, context: dict[str, Any], *, stat
         token,
         max_age=24 * 3600,
         path="/console",
-        secure=services(request).settings.console_secure_cookies,
+        secure=config.console_secure_cookies,
         httponly=True,
         samesite="strict",
     )
@@ -85,60 +87,59 @@ def _form_token_matches(request: Request, form: FormData) -> bool:
 
 
 @router.get("", include_in_schema=False)
-def console_home(request: Request) -> Response:
-    session = services(request).console_auth.session(request.cookies.get(COOKIE_NAME))
+def console_home(request: Request, auth: ConsoleAuth) -> Response:
+    session = auth.session(request.cookies.get(COOKIE_NAME))
     return RedirectResponse("/console/dashboard" if session else "/console/sign-in", status_code=303)
 
 
 @router.get("/sign-in", include_in_schema=False)
-def sign_in_form(request: Request, next: str = "/console/dashboard") -> Response:
-    return _form_page(request, "sign_in.html", {"next": _safe_next(next), "name": ""})
+def sign_in_form(request: Request, config: SettingsDep, next: str = "/console/dashboard") -> Response:
+    return _form_page(request, config, "sign_in.html", {"next": _safe_next(next), "name": ""})
 
 
 @router.post("/sign-in", include_in_schema=False)
-async def sign_in(request: Request) -> Response:
+async def sign_in(request: Request, auth: ConsoleAuth, config: SettingsDep) -> Response:
     form = await read_form(request)
     name, password = field(form, "name"), form.get("password")
     target = _safe_next(field(form, "next", "/console/dashboard"))
     if not _form_token_matches(request, form):
         context = {"next": target, "name": name, "error": FORM_EXPIRED}
-        return _form_page(request, "sign_in.html", context, status=403)
+        return _form_page(request, config, "sign_in.html", context, status=403)
     try:
-        new = services(request).console_auth.sign_in(name, password if isinstance(password, str) else "")
+        new = auth.sign_in(name, password if isinstance(password, str) else "")
     except LookalikeError as exc:
         context = {"next": target, "name": name, "error": exc.message}
-        return _form_page(request, "sign_in.html", context, status=exc.http_status)
-    return _with_cookie(request, RedirectResponse(target, status_code=303), new)
+        return _form_page(request, config, "sign_in.html", context, status=exc.http_status)
+    return _with_cookie(config, RedirectResponse(target, status_code=303), new)
 
 
 @router.get("/sign-up", include_in_schema=False)
-def sign_up_form(request: Request) -> Response:
-    return _form_page(request, "sign_up.html", {"name": ""})
+def sign_up_form(request: Request, config: SettingsDep) -> Response:
+    return _form_page(request, config, "sign_up.html", {"name": ""})
 
 
 @router.post("/sign-up", include_in_schema=False)
-async def sign_up(request: Request) -> Response:
+async def sign_up(request: Request, auth: ConsoleAuth, config: SettingsDep) -> Response:
     form = await read_form(request)
     name = field(form, "name")
     password, confirm = form.get("password"), form.get("confirm")
-    auth = services(request).console_auth
     if not _form_token_matches(request, form):
-        return _form_page(request, "sign_up.html", {"name": name, "error": FORM_EXPIRED}, status=403)
+        return _form_page(request, config, "sign_up.html", {"name": name, "error": FORM_EXPIRED}, status=403)
     try:
         if password != confirm:
             raise LookalikeError("InvalidParameter", "The two passwords differ.")
         _account, key, new = auth.sign_up(name, password if isinstance(password, str) else "")
     except LookalikeError as exc:
         context = {"name": name, "error": exc.message}
-        return _form_page(request, "sign_up.html", context, status=exc.http_status)
+        return _form_page(request, config, "sign_up.html", context, status=exc.http_status)
     request.state.console_session = new.session
     page = render(request, "key_created.html", {"key": key, "welcome": True}, status=201)
-    return _with_cookie(request, page, new)
+    return _with_cookie(config, page, new)
 
 
 @router.post("/sign-out", include_in_schema=False)
-def sign_out(request: Request, session: SessionDep, _form: FormDep) -> Response:
-    services(request).console_auth.sign_out(session)
+def sign_out(request: Request, session: SessionDep, _form: FormDep, auth: ConsoleAuth) -> Response:
+    auth.sign_out(session)
     response = redirect(request, "/console/sign-in")
     response.delete_cookie(COOKIE_NAME, path="/console")
     return response

@@ -7,34 +7,34 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from lookalike.api.console.event_text import describe
-from lookalike.api.console.web import ConsoleRoute, SessionDep, money, render, services
+from lookalike.api.console.web import ConsoleRoute, SessionDep, money, render
+from lookalike.api.shared.dependencies import Accounts, Billing
 from lookalike.service.receipts import receipt_csv, receipt_pdf
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
 
 @router.get("/billing", include_in_schema=False)
-def billing_page(request: Request, session: SessionDep) -> Response:
-    svc = services(request)
+def billing_page(request: Request, session: SessionDep, billing: Billing, accounts: Accounts) -> Response:
     account = session.account
     scope = None if account.is_admin else account.id  # the operator sees every account's orders, as in /v1
-    ledger = svc.billing.payments.ledger(account.id)
-    names = {i.id: i.name for i in svc.accounts.list_instances(account)}
-    currency = svc.billing.catalogues.currency
+    ledger = billing.payments.ledger(account.id)
+    names = {i.id: i.name for i in accounts.list_instances(account)}
+    currency = billing.catalogues.currency
 
     def amount(minor: int) -> str:
-        return f"{money(svc, minor)} {currency}"
+        return f"{money(billing, minor)} {currency}"
 
     orders: list[dict[str, Any]] = [
         {
             **o,
             "instance_name": names.get(o["instance_id"] or "", "—" if not o["instance_id"] else "released"),
-            "total_text": money(svc, o["amount"]),
+            "total_text": money(billing, o["amount"]),
         }
-        for o in svc.billing.receipts.orders(scope)
+        for o in billing.receipts.orders(scope)
     ]
-    events = [{**ev, "text": describe(ev, names, amount)} for ev in svc.billing.receipts.recent_events(scope)]
-    entries = [{**en, "amount_text": money(svc, en["amount"])} for en in ledger["entries"]]
+    events = [{**ev, "text": describe(ev, names, amount)} for ev in billing.receipts.recent_events(scope)]
+    entries = [{**en, "amount_text": money(billing, en["amount"])} for en in ledger["entries"]]
     context = {
         "nav": "billing",
         "balance_text": ledger["balance_text"],
@@ -54,8 +54,7 @@ def _attachment(body: bytes | str, media_type: str, filename: str) -> Response:
 
 
 @router.get("/billing/orders/{order_id}.pdf", include_in_schema=False)
-def receipt_as_pdf(request: Request, order_id: str, session: SessionDep) -> Response:
-    billing = services(request).billing
+def receipt_as_pdf(order_id: str, session: SessionDep, billing: Billing) -> Response:
     order = billing.receipts.order(
         session.account, order_id
     )  # another tenant's order: 404 like an unknown one
@@ -65,8 +64,7 @@ def receipt_as_pdf(request: Request, order_id: str, session: SessionDep) -> Resp
 
 
 @router.get("/billing/orders/{order_id}.csv", include_in_schema=False)
-def receipt_as_csv(request: Request, order_id: str, session: SessionDep) -> Response:
-    billing = services(request).billing
+def receipt_as_csv(order_id: str, session: SessionDep, billing: Billing) -> Response:
     order = billing.receipts.order(session.account, order_id)
     return _attachment(
         receipt_csv(order, billing.catalogues.exponent),

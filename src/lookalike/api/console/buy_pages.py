@@ -23,13 +23,13 @@ from lookalike.api.console.web import (
     money,
     redirect,
     render,
-    services,
 )
+from lookalike.api.shared.dependencies import Billing
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account, ServiceType
 from lookalike.domain.validation import validate_instance_name
-from lookalike.service.container import Services
+from lookalike.service.billing import Billing as BillingServices
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
@@ -42,34 +42,38 @@ def _service_type(text: str) -> ServiceType:
     raise LookalikeError(e.INVALID_PARAMETER, "The service type is 'product' or 'generic'.")
 
 
-def trial_refusal(svc: Services, account: Account) -> str | None:
+def trial_refusal(billing: BillingServices, account: Account) -> str | None:
     """Why this account cannot take the free trial now, or None when it can."""
     try:
-        svc.billing.catalogues.catalogue_for(account.id).trial_package()
+        billing.catalogues.catalogue_for(account.id).trial_package()
     except LookalikeError:
         return "This catalogue offers no free trial."
-    if svc.billing.trials.taken(account.id):
+    if billing.trials.taken(account.id):
         return "This account has already used its free trial."
-    if svc.billing.trials.seats()["left"] <= 0:
+    if billing.trials.seats()["left"] <= 0:
         return "All free-trial seats are taken; buy a package instead."
     return None
 
 
 def _buy_page(
-    request: Request, account: Account, choice: dict[str, str], error: str | None = None, status: int = 200
+    request: Request,
+    billing: BillingServices,
+    account: Account,
+    choice: dict[str, str],
+    error: str | None = None,
+    status: int = 200,
 ) -> Response:
-    svc = services(request)
-    catalogue = svc.billing.catalogues.catalogue_for(account.id)
+    catalogue = billing.catalogues.catalogue_for(account.id)
     rows: list[dict[str, Any]] = [
         {
             "package": p,
-            "monthly": money(svc, p.monthly),
-            "yearly": money(svc, p.yearly),
+            "monthly": money(billing, p.monthly),
+            "yearly": money(billing, p.yearly),
             "private": p.private_for is not None,
         }
         for p in catalogue.visible_to(account.id)
     ]
-    refusal = trial_refusal(svc, account)
+    refusal = trial_refusal(billing, account)
     trial = None if refusal else catalogue.trial_package()
     context = {
         "nav": "buy",
@@ -77,10 +81,10 @@ def _buy_page(
         "currency": catalogue.currency,
         "trial": trial,
         "trial_refusal": refusal,
-        "seats": svc.billing.trials.seats(),
+        "seats": billing.trials.seats(),
         "choice": choice,
         "error": error,
-        "balance_text": money(svc, svc.billing.payments.balance(account.id)),
+        "balance_text": money(billing, billing.payments.balance(account.id)),
     }
     return render(request, "buy.html", context, status=status)
 
@@ -100,13 +104,12 @@ def _choice(values: Any) -> dict[str, str]:
 
 
 @router.get("/buy", include_in_schema=False)
-def buy_page(request: Request, session: SessionDep) -> Response:
-    return _buy_page(request, session.account, _choice(request.query_params))
+def buy_page(request: Request, session: SessionDep, billing: Billing) -> Response:
+    return _buy_page(request, billing, session.account, _choice(request.query_params))
 
 
 @router.get("/buy/quote", include_in_schema=False)
-def buy_quote(request: Request, session: SessionDep) -> Response:
-    svc = services(request)
+def buy_quote(request: Request, session: SessionDep, billing: Billing) -> Response:
     account = session.account
     choice = _choice(request.query_params)
     try:
@@ -114,7 +117,7 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
         _service_type(choice["service_type"])
         if not choice["package_id"]:
             raise LookalikeError(e.INVALID_PACKAGE, "Choose a package.")
-        found = svc.billing.quotes.quote(
+        found = billing.quotes.quote(
             account,
             "buy",
             package_id=choice["package_id"],
@@ -122,7 +125,7 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
             count=period_count(choice["count"]),
         )
     except LookalikeError as exc:
-        return _buy_page(request, account, choice, exc.message, exc.http_status)
+        return _buy_page(request, billing, account, choice, exc.message, exc.http_status)
     summary = {
         "Instance": choice["name"],
         "Service type": choice["service_type"],
@@ -131,6 +134,7 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
     return render_quote(
         request,
         account,
+        billing,
         title="Confirm your purchase",
         summary=summary,
         quote=found,
@@ -142,19 +146,18 @@ def buy_quote(request: Request, session: SessionDep) -> Response:
 
 
 @router.get("/buy/trial", include_in_schema=False)
-def trial_quote(request: Request, session: SessionDep) -> Response:
-    svc = services(request)
+def trial_quote(request: Request, session: SessionDep, billing: Billing) -> Response:
     account = session.account
     choice = _choice(request.query_params)
     try:
         validate_instance_name(choice["name"])
         _service_type(choice["service_type"])
-        refusal = trial_refusal(svc, account)
+        refusal = trial_refusal(billing, account)
         if refusal:
             raise LookalikeError(e.TRIAL_UNAVAILABLE, refusal)
-        found = svc.billing.quotes.quote(account, "trial")
+        found = billing.quotes.quote(account, "trial")
     except LookalikeError as exc:
-        return _buy_page(request, account, choice, exc.message, exc.http_status)
+        return _buy_page(request, billing, account, choice, exc.message, exc.http_status)
     fields = {"name": choice["name"], "service_type": choice["service_type"]}
     summary = {
         "Instance": choice["name"],
@@ -164,6 +167,7 @@ def trial_quote(request: Request, session: SessionDep) -> Response:
     return render_quote(
         request,
         account,
+        billing,
         title="Confirm your free trial",
         summary=summary,
         quote=found,
@@ -186,24 +190,22 @@ def _quote_url(choice: dict[str, str]) -> str:
     return "/console/buy/quote?" + _query(choice)
 
 
-def _placed(request: Request, body: dict[str, Any], what: str) -> Response:
-    svc = services(request)
+def _placed(request: Request, billing: BillingServices, body: dict[str, Any], what: str) -> Response:
     name = body["instance"]
     if body.get("replayed"):
         notice = f"This order ({body['order_id']}) was already placed; nothing was charged again."
     elif body["total"] > 0:
-        notice = f"{what} {name} created; {money(svc, body['total'])} {body['currency']} charged."
+        notice = f"{what} {name} created; {money(billing, body['total'])} {body['currency']} charged."
     else:
         notice = f"{what} {name} created."
     return redirect(request, f"/console/instances/{url_quote(name, safe='')}", notice)
 
 
 @router.post("/buy", include_in_schema=False)
-def buy(request: Request, session: SessionDep, form: FormDep) -> Response:
-    svc = services(request)
+def buy(request: Request, session: SessionDep, form: FormDep, billing: Billing) -> Response:
     choice = _choice(form)
     try:
-        body = svc.billing.orders.buy(
+        body = billing.orders.buy(
             session.account,
             choice["name"],
             choice["package_id"],
@@ -216,21 +218,20 @@ def buy(request: Request, session: SessionDep, form: FormDep) -> Response:
     except LookalikeError as exc:
         if is_price_change(exc):
             return requote(request, _quote_url(choice), exc)
-        return _buy_page(request, session.account, choice, exc.message, exc.http_status)
-    return _placed(request, body, "Instance")
+        return _buy_page(request, billing, session.account, choice, exc.message, exc.http_status)
+    return _placed(request, billing, body, "Instance")
 
 
 @router.post("/buy/trial", include_in_schema=False)
-def take_trial(request: Request, session: SessionDep, form: FormDep) -> Response:
-    svc = services(request)
+def take_trial(request: Request, session: SessionDep, form: FormDep, billing: Billing) -> Response:
     choice = _choice(form)
     try:
-        body = svc.billing.trials.trial(
+        body = billing.trials.trial(
             session.account,
             choice["name"],
             service_type=_service_type(choice["service_type"]),
             idempotency_key=field(form, IDEMPOTENCY_FIELD) or None,
         )
     except LookalikeError as exc:
-        return _buy_page(request, session.account, choice, exc.message, exc.http_status)
-    return _placed(request, body, "Free-trial instance")
+        return _buy_page(request, billing, session.account, choice, exc.message, exc.http_status)
+    return _placed(request, billing, body, "Free-trial instance")

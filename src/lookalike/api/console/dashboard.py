@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from lookalike.api.console.charts import qps_chart, qps_summary
-from lookalike.api.console.web import ConsoleRoute, SessionDep, money, render, services
+from lookalike.api.console.web import ConsoleRoute, SessionDep, money, render
+from lookalike.api.shared.dependencies import Accounts, Billing, ClockDep, Usage
 from lookalike.domain.lifecycle import days_left
 from lookalike.domain.models import Instance
 from lookalike.domain.usage import UsageWindow
@@ -20,17 +21,23 @@ CHART_MINUTES = 60
 
 
 @router.get("/dashboard", include_in_schema=False)
-def dashboard(request: Request, session: SessionDep) -> Response:
-    svc = services(request)
-    instances = svc.accounts.list_instances(session.account)
-    usage = svc.usage.window([i.id for i in instances], CHART_MINUTES)
-    now = svc.clock.now()
+def dashboard(
+    request: Request,
+    session: SessionDep,
+    accounts: Accounts,
+    billing: Billing,
+    usage_meter: Usage,
+    clock: ClockDep,
+) -> Response:
+    instances = accounts.list_instances(session.account)
+    usage = usage_meter.window([i.id for i in instances], CHART_MINUTES)
+    now = clock.now()
     cards = [
-        card(instance, svc.billing.subscriptions.instance_status(instance), usage[instance.id], now)
+        card(instance, billing.subscriptions.instance_status(instance), usage[instance.id], now)
         for instance in instances
     ]
-    balance = money(svc, svc.billing.payments.balance(session.account.id))
-    released = svc.accounts.list_released(session.account)
+    balance = money(billing, billing.payments.balance(session.account.id))
+    released = accounts.list_released(session.account)
     context = {"nav": "dashboard", "cards": cards, "balance": balance, "released": released}
     return render(request, "dashboard.html", context)
 

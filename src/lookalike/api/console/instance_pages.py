@@ -30,31 +30,28 @@ from lookalike.api.console.web import (
     money,
     redirect,
     render,
-    services,
 )
+from lookalike.api.shared.dependencies import Accounts, Billing, ClockDep
 from lookalike.domain.billing import Quote
 from lookalike.domain.catalogue import Package
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.lifecycle import days_left
-from lookalike.domain.models import Account, Instance
+from lookalike.service.billing import Billing as BillingServices
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
 
-def _instance(request: Request, account: Account, name: str) -> Instance:
-    # Another tenant's instance answers exactly like an unknown name (InvalidInstance, 404).
-    return services(request).accounts.instance_for(account, name)
-
-
 @router.get("/instances/{name}", include_in_schema=False)
-def overview(request: Request, name: str, session: SessionDep) -> Response:
-    svc = services(request)
-    instance = _instance(request, session.account, name)
-    status = svc.billing.subscriptions.instance_status(instance)
-    catalogue = svc.billing.catalogues.catalogue_for(session.account.id)
+def overview(
+    request: Request, name: str, session: SessionDep, accounts: Accounts, billing: Billing, clock: ClockDep
+) -> Response:
+    # Another tenant's instance answers exactly like an unknown name (InvalidInstance, 404).
+    instance = accounts.instance_for(session.account, name)
+    status = billing.subscriptions.instance_status(instance)
+    catalogue = billing.catalogues.catalogue_for(session.account.id)
     packages = catalogue.visible_to(session.account.id)
     current: Package | None = next((p for p in catalogue.packages if p.id == status["package_id"]), None)
-    now = svc.clock.now()
+    now = clock.now()
     release = datetime.fromisoformat(status["release_at"]) if status["release_at"] else None
     capacity = status["capacity"] or 0
     context: dict[str, Any] = {
@@ -72,19 +69,18 @@ def overview(request: Request, name: str, session: SessionDep) -> Response:
         "can_order": instance.account_id == session.account.id,
         "days_left": days_left(now, release) if release else None,
         "used_percent": min(100, round(100 * status["usage"] / capacity, 1)) if capacity else 0,
-        "currency": svc.billing.catalogues.currency,
-        "prices": {p.id: (money(svc, p.monthly), money(svc, p.yearly)) for p in packages},
+        "currency": billing.catalogues.currency,
+        "prices": {p.id: (money(billing, p.monthly), money(billing, p.yearly)) for p in packages},
     }
     return render(request, "instance.html", context)
 
 
 @router.post("/instances/{name}/auto-renew", include_in_schema=False)
-def auto_renew(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
-    svc = services(request)
+def auto_renew(request: Request, name: str, session: SessionDep, form: FormDep, billing: Billing) -> Response:
     enabled = field(form, "enabled") == "on"
     unit = field(form, "unit", "month") or "month"
     count = period_count(field(form, "count", "1"))
-    svc.billing.subscriptions.set_auto_renew(session.account, name, enabled, unit=unit, count=count)
+    billing.subscriptions.set_auto_renew(session.account, name, enabled, unit=unit, count=count)
     plural = "" if count == 1 else "s"
     notice = (
         f"Auto-renew is on: {count} {unit}{plural} at a time, charged to the balance at expiry."
@@ -95,20 +91,27 @@ def auto_renew(request: Request, name: str, session: SessionDep, form: FormDep) 
 
 
 @router.get("/instances/{name}/change", include_in_schema=False)
-def change_quote(request: Request, name: str, session: SessionDep, package_id: str = "") -> Response:
-    svc = services(request)
-    instance = _instance(request, session.account, name)
-    status = svc.billing.subscriptions.instance_status(instance)
+def change_quote(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    accounts: Accounts,
+    billing: Billing,
+    package_id: str = "",
+) -> Response:
+    instance = accounts.instance_for(session.account, name)
+    status = billing.subscriptions.instance_status(instance)
     summary = {"Instance": name, "From": status["package_id"] or "—", "To": package_id or "—"}
     found: Quote | None = None
     refusal: LookalikeError | None = None
     try:
-        found = svc.billing.quotes.quote(session.account, "change", package_id=package_id, instance_name=name)
+        found = billing.quotes.quote(session.account, "change", package_id=package_id, instance_name=name)
     except LookalikeError as exc:
         refusal = exc
     return render_quote(
         request,
         session.account,
+        billing,
         title="Change the package",
         summary=summary,
         quote=found,
@@ -125,17 +128,18 @@ def renew_quote(
     request: Request,
     name: str,
     session: SessionDep,
+    accounts: Accounts,
+    billing: Billing,
     package_id: str = "",
     unit: str = "month",
     count: str = "1",
 ) -> Response:
-    svc = services(request)
-    _instance(request, session.account, name)
+    accounts.instance_for(session.account, name)
     summary = {"Instance": name, "Package": package_id or "—"}
     found: Quote | None = None
     refusal: LookalikeError | None = None
     try:
-        found = svc.billing.quotes.quote(
+        found = billing.quotes.quote(
             session.account,
             "renew",
             package_id=package_id,
@@ -148,6 +152,7 @@ def renew_quote(
     return render_quote(
         request,
         session.account,
+        billing,
         title="Renew",
         summary=summary,
         quote=found,
@@ -167,24 +172,23 @@ def _params(**values: str) -> str:
     return urlencode(values)
 
 
-def _money_notice(request: Request, body: dict[str, Any], done: str) -> str:
-    svc = services(request)
+def _money_notice(billing: BillingServices, body: dict[str, Any], done: str) -> str:
     if body.get("replayed"):
         return f"This order ({body['order_id']}) was already placed; nothing was charged again."
     total = body["total"]
     if total > 0:
-        return f"{done}; {money(svc, total)} {body['currency']} charged."
+        return f"{done}; {money(billing, total)} {body['currency']} charged."
     if total < 0:
-        return f"{done}; {money(svc, -total)} {body['currency']} refunded to your balance."
+        return f"{done}; {money(billing, -total)} {body['currency']} refunded to your balance."
     return f"{done}; nothing to pay."
 
 
 @router.post("/instances/{name}/change", include_in_schema=False)
-def change(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
+def change(request: Request, name: str, session: SessionDep, form: FormDep, billing: Billing) -> Response:
     key = field(form, IDEMPOTENCY_FIELD) or None
     package_id = field(form, "package_id")
     try:
-        body = services(request).billing.subscriptions.change(
+        body = billing.subscriptions.change(
             session.account, name, package_id, idempotency_key=key, max_total=confirmed_total(form)
         )
     except LookalikeError as exc:
@@ -192,17 +196,17 @@ def change(request: Request, name: str, session: SessionDep, form: FormDep) -> R
             raise
         query = _params(package_id=package_id)
         return requote(request, f"/console/instances/{_path(name)}/change?{query}", exc)
-    notice = _money_notice(request, body, f"Package changed to {package_id}")
+    notice = _money_notice(billing, body, f"Package changed to {package_id}")
     return redirect(request, f"/console/instances/{name}", notice)
 
 
 @router.post("/instances/{name}/renew", include_in_schema=False)
-def renew(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
+def renew(request: Request, name: str, session: SessionDep, form: FormDep, billing: Billing) -> Response:
     package_id = field(form, "package_id")
     unit = field(form, "unit", "month") or "month"
     count = field(form, "count", "1")
     try:
-        body = services(request).billing.subscriptions.renew(
+        body = billing.subscriptions.renew(
             session.account,
             name,
             package_id,
@@ -218,5 +222,5 @@ def renew(request: Request, name: str, session: SessionDep, form: FormDep) -> Re
         return requote(request, f"/console/instances/{_path(name)}/renew?{query}", exc)
     cycle = body.get("cycle") or {}
     until = str(cycle.get("end", ""))[:10]
-    notice = _money_notice(request, body, f"Renewed until {until}" if until else "Renewed")
+    notice = _money_notice(billing, body, f"Renewed until {until}" if until else "Renewed")
     return redirect(request, f"/console/instances/{name}", notice)

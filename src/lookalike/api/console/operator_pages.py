@@ -16,68 +16,69 @@ from lookalike.api.console.web import (
     money,
     redirect,
     render,
-    services,
 )
+from lookalike.api.shared.dependencies import Accounts, Billing, ClockDep, Lifecycle
 from lookalike.domain import errors as e
 from lookalike.domain.catalogue import Package
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.models import Account
-from lookalike.service.container import Services
-from lookalike.service.lifecycle import SweepReport
+from lookalike.service.accounts import AccountService
+from lookalike.service.billing import Billing as BillingServices
+from lookalike.service.lifecycle import LifecycleService, SweepReport
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
 
 @router.get("/operator/instances", include_in_schema=False)
-def instances(request: Request, operator: OperatorDep) -> Response:
-    svc = services(request)
-    names = {a.id: a.name for a in svc.accounts.list_accounts()}
+def instances(request: Request, operator: OperatorDep, accounts: Accounts, billing: Billing) -> Response:
+    names = {a.id: a.name for a in accounts.list_accounts()}
     rows: list[dict[str, Any]] = [
         {
             "instance": i,
             "account": names.get(i.account_id, i.account_id),
-            "status": svc.billing.subscriptions.instance_status(i),
+            "status": billing.subscriptions.instance_status(i),
         }
-        for i in svc.accounts.list_instances(operator.account)  # the operator's list holds every tenant's
+        for i in accounts.list_instances(operator.account)  # the operator's list holds every tenant's
     ]
     return render(request, "operator_instances.html", {"nav": "operator", "sub": "instances", "rows": rows})
 
 
 # --- catalogue and private quotes ---
-def _package_row(svc: Services, package: Package, owner: Account | None = None) -> dict[str, Any]:
+def _package_row(billing: BillingServices, package: Package, owner: Account | None = None) -> dict[str, Any]:
     return {
         "package": package,
         "owner": owner,
-        "monthly": money(svc, package.monthly),
-        "yearly": money(svc, package.yearly),
+        "monthly": money(billing, package.monthly),
+        "yearly": money(billing, package.yearly),
     }
 
 
 def _catalogue_page(
     request: Request,
+    accounts: AccountService,
+    billing: BillingServices,
     viewer: Account,
     *,
     error: str | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    svc = services(request)
-    tenants = [a for a in svc.accounts.list_accounts() if not a.is_admin]
+    tenants = [a for a in accounts.list_accounts() if not a.is_admin]
     public = [
-        _package_row(svc, p)
-        for p in svc.billing.catalogues.catalogue_for(viewer.id).packages
+        _package_row(billing, p)
+        for p in billing.catalogues.catalogue_for(viewer.id).packages
         if p.private_for is None
     ]
     private = [
-        _package_row(svc, p, owner)
+        _package_row(billing, p, owner)
         for owner in tenants
-        for p in svc.billing.catalogues.catalogue_for(owner.id).packages
+        for p in billing.catalogues.catalogue_for(owner.id).packages
         if p.private_for == owner.id
     ]
     context = {
         "nav": "operator",
         "sub": "catalogue",
-        "currency": svc.billing.catalogues.currency,
+        "currency": billing.catalogues.currency,
         "public": public,
         "private": private,
         "tenants": tenants,
@@ -88,14 +89,14 @@ def _catalogue_page(
 
 
 @router.get("/operator/catalogue", include_in_schema=False)
-def catalogue(request: Request, operator: OperatorDep) -> Response:
-    return _catalogue_page(request, operator.account)
+def catalogue(request: Request, operator: OperatorDep, accounts: Accounts, billing: Billing) -> Response:
+    return _catalogue_page(request, accounts, billing, operator.account)
 
 
 @router.post("/operator/catalogue/reload", include_in_schema=False)
-def reload_catalogue(request: Request, _operator: OperatorDep, _form: FormDep) -> Response:
+def reload_catalogue(request: Request, _operator: OperatorDep, _form: FormDep, billing: Billing) -> Response:
     try:
-        found = services(request).billing.catalogues.reload()
+        found = billing.catalogues.reload()
     except OSError as exc:
         raise LookalikeError(
             e.INVALID_PARAMETER, f"The catalogue file cannot be read: {exc.strerror}."
@@ -105,19 +106,20 @@ def reload_catalogue(request: Request, _operator: OperatorDep, _form: FormDep) -
 
 
 @router.post("/operator/quotes", include_in_schema=False)
-def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Response:
-    svc = services(request)
+def create_quote(
+    request: Request, operator: OperatorDep, form: FormDep, accounts: Accounts, billing: Billing
+) -> Response:
     names = ("account_id", "capacity", "qps", "monthly", "yearly", "package_id")
     values = {name: field(form, name) for name in names}
-    exponent = svc.billing.catalogues.exponent
+    exponent = billing.catalogues.exponent
     try:
         if not values["account_id"]:
             raise LookalikeError(e.INVALID_PARAMETER, "Choose the account the quote is for.")
-        owner = svc.accounts.get_account(values["account_id"])
+        owner = accounts.get_account(values["account_id"])
         capacity = whole_number(form, "capacity", "Capacity")
         qps = whole_number(form, "qps", "Search QPS")
         assert capacity is not None and qps is not None  # required fields
-        package = svc.billing.catalogues.create_private_package(
+        package = billing.catalogues.create_private_package(
             owner.id,
             capacity=capacity,
             qps=qps,
@@ -127,7 +129,13 @@ def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Resp
         )
     except LookalikeError as exc:
         return _catalogue_page(
-            request, operator.account, error=exc.message, values=values, status=exc.http_status
+            request,
+            accounts,
+            billing,
+            operator.account,
+            error=exc.message,
+            values=values,
+            status=exc.http_status,
         )
     notice = f"Private quote {package.id} created for {owner.name}; it is in their catalogue now."
     return redirect(request, "/console/operator/catalogue", notice)
@@ -135,39 +143,50 @@ def create_quote(request: Request, operator: OperatorDep, form: FormDep) -> Resp
 
 # --- trial seats ---
 def _trial_page(
-    request: Request, *, error: str | None = None, value: str = "", status: int = 200
+    request: Request,
+    billing: BillingServices,
+    *,
+    error: str | None = None,
+    value: str = "",
+    status: int = 200,
 ) -> Response:
-    seats = services(request).billing.trials.seats()
+    seats = billing.trials.seats()
     context = {"nav": "operator", "sub": "trial", "seats": seats, "error": error, "value": value}
     return render(request, "operator_trial.html", context, status=status)
 
 
 @router.get("/operator/trial-seats", include_in_schema=False)
-def trial_seats(request: Request, _operator: OperatorDep) -> Response:
-    return _trial_page(request)
+def trial_seats(request: Request, _operator: OperatorDep, billing: Billing) -> Response:
+    return _trial_page(request, billing)
 
 
 @router.post("/operator/trial-seats", include_in_schema=False)
-def set_trial_seats(request: Request, _operator: OperatorDep, form: FormDep) -> Response:
+def set_trial_seats(request: Request, _operator: OperatorDep, form: FormDep, billing: Billing) -> Response:
     try:
         total = whole_number(form, "total", "Total seats")
         assert total is not None
-        seats = services(request).billing.trials.set_seats(total)
+        seats = billing.trials.set_seats(total)
     except LookalikeError as exc:
-        return _trial_page(request, error=exc.message, value=field(form, "total"), status=exc.http_status)
+        return _trial_page(
+            request, billing, error=exc.message, value=field(form, "total"), status=exc.http_status
+        )
     notice = f"Trial seats: {seats['total']} in total, {seats['used']} used, {seats['left']} left."
     return redirect(request, "/console/operator/trial-seats", notice)
 
 
 # --- demo clock ---
 def _clock_page(
-    request: Request, *, error: str | None = None, values: dict[str, str] | None = None, status: int = 200
+    request: Request,
+    lifecycle: LifecycleService,
+    *,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
 ) -> Response:
-    svc = services(request)
     context = {
         "nav": "operator",
         "sub": "clock",
-        "can_advance": svc.lifecycle.clock_can_move,
+        "can_advance": lifecycle.clock_can_move,
         "error": error,
         "values": values or {},
     }
@@ -175,27 +194,28 @@ def _clock_page(
 
 
 @router.get("/operator/clock", include_in_schema=False)
-def clock(request: Request, _operator: OperatorDep) -> Response:
-    return _clock_page(request)
+def clock_page(request: Request, _operator: OperatorDep, lifecycle: Lifecycle) -> Response:
+    return _clock_page(request, lifecycle)
 
 
 @router.post("/operator/clock", include_in_schema=False)
-def advance_clock(request: Request, _operator: OperatorDep, form: FormDep) -> Response:
-    svc = services(request)
+def advance_clock(
+    request: Request, _operator: OperatorDep, form: FormDep, lifecycle: Lifecycle, clock: ClockDep
+) -> Response:
     values = {name: field(form, name) for name in ("days", "hours")}
-    before = svc.clock.now()
+    before = clock.now()
     try:
         days = whole_number(form, "days", "Days", required=False) or 0
         hours = whole_number(form, "hours", "Hours", required=False) or 0
         step = timedelta(days=days, hours=hours)
         if step <= timedelta(0):
             raise LookalikeError(e.INVALID_PARAMETER, "Enter a number of days or hours to move forward.")
-        report = svc.lifecycle.advance_clock(step)
+        report = lifecycle.advance_clock(step)
     except (LookalikeError, OverflowError) as exc:
         message = exc.message if isinstance(exc, LookalikeError) else "That step is too large."
         status = exc.http_status if isinstance(exc, LookalikeError) else 400
-        return _clock_page(request, error=message, values=values, status=status)
-    moved = f"Clock moved from {before:%Y-%m-%d %H:%M} to {svc.clock.now():%Y-%m-%d %H:%M} UTC."
+        return _clock_page(request, lifecycle, error=message, values=values, status=status)
+    moved = f"Clock moved from {before:%Y-%m-%d %H:%M} to {clock.now():%Y-%m-%d %H:%M} UTC."
     return redirect(request, "/console/operator/clock", f"{moved} {sweep_summary(report)}")
 
 

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.console.picture_views import instance_path, tile, uploaded_file
-from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, redirect, render, services
+from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, redirect, render
+from lookalike.api.shared.dependencies import Accounts, Images, SettingsDep
 from lookalike.api.shared.payload import Payload
 from lookalike.domain import errors as e
 from lookalike.domain.attributes import SLOTS
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.loose_values import parse_int
 from lookalike.domain.models import Account
+from lookalike.service.images import ImageService
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
@@ -43,10 +45,9 @@ def _image_id(text: str) -> int:
 
 
 def _listing(
-    request: Request, account: Account, name: str, filter_text: str, product_id: str, page_text: str
+    images: ImageService, account: Account, name: str, filter_text: str, product_id: str, page_text: str
 ) -> tuple[dict[str, Any], int]:
     """The grid's context, and the page's status (400 with the filter's or page's message)."""
-    svc = services(request)
     context: dict[str, Any] = {
         "filter": filter_text,
         "product_id": product_id,
@@ -57,7 +58,7 @@ def _listing(
     }
     try:
         page = _page_number(page_text)
-        listed = svc.images.list_pictures(
+        listed = images.list_pictures(
             account,
             name,
             filter=filter_text or None,
@@ -85,6 +86,8 @@ def _listing(
 
 def _pictures_page(
     request: Request,
+    images: ImageService,
+    thumbnails_on: bool,
     account: Account,
     name: str,
     *,
@@ -95,7 +98,7 @@ def _pictures_page(
     add_error: str | None = None,
     add_status: int = 200,
 ) -> Response:
-    listing, status = _listing(request, account, name, filter_text, product_id, page_text)
+    listing, status = _listing(images, account, name, filter_text, product_id, page_text)
     context = {
         "name": name,
         "section": "pictures",
@@ -104,7 +107,7 @@ def _pictures_page(
         "add_more_open": any((add_values or {}).get(key) for key in _MORE_FIELDS),
         "attribute_slots": SLOTS,
         "add_error": add_error,
-        "thumbnails_on": services(request).settings.thumbnails,
+        "thumbnails_on": thumbnails_on,
         **listing,
     }
     return render(request, "pictures.html", context, status=add_status if add_error else status)
@@ -112,10 +115,19 @@ def _pictures_page(
 
 @router.get("/instances/{name}/pictures", include_in_schema=False)
 def pictures(
-    request: Request, name: str, session: SessionDep, filter: str = "", product_id: str = "", page: str = "1"
+    request: Request,
+    name: str,
+    session: SessionDep,
+    images: Images,
+    config: SettingsDep,
+    filter: str = "",
+    product_id: str = "",
+    page: str = "1",
 ) -> Response:
     return _pictures_page(
         request,
+        images,
+        config.thumbnails,
         session.account,
         name,
         filter_text=filter.strip(),
@@ -125,12 +137,17 @@ def pictures(
 
 
 @router.post("/instances/{name}/pictures", include_in_schema=False)
-async def add_picture(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
-    svc = services(request)
+async def add_picture(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    form: FormDep,
+    accounts: Accounts,
+    images: Images,
+    config: SettingsDep,
+) -> Response:
     account = session.account
-    svc.accounts.instance_for(
-        account, name
-    )  # an unknown or stranger's instance: the error page, nothing else
+    accounts.instance_for(account, name)  # an unknown or stranger's instance: the error page, nothing else
     values = {key: field(form, key) for key in ADD_FIELDS}
     try:
         picture = await uploaded_file(form, "picture")
@@ -138,7 +155,7 @@ async def add_picture(request: Request, name: str, session: SessionDep, form: Fo
         category_id = payload.integer("category_id", code=e.INVALID_CATEGORY)
         attributes = payload.attributes()
         result = await run_in_threadpool(
-            lambda: svc.images.add_image(
+            lambda: images.add_image(
                 account,
                 name,
                 product_id=values["product_id"],
@@ -151,7 +168,14 @@ async def add_picture(request: Request, name: str, session: SessionDep, form: Fo
         )
     except LookalikeError as exc:
         return _pictures_page(
-            request, account, name, add_values=values, add_error=exc.message, add_status=exc.http_status
+            request,
+            images,
+            config.thumbnails,
+            account,
+            name,
+            add_values=values,
+            add_error=exc.message,
+            add_status=exc.http_status,
         )
     verb = "Added" if result.created else "Replaced"
     notice = f"{verb} picture {values['pic_name']} of product {values['product_id']}."
@@ -159,11 +183,10 @@ async def add_picture(request: Request, name: str, session: SessionDep, form: Fo
 
 
 @router.get("/instances/{name}/pictures/{image_id}", include_in_schema=False)
-def picture(request: Request, name: str, image_id: str, session: SessionDep) -> Response:
-    svc = services(request)
-    record = svc.images.picture(session.account, name, _image_id(image_id))
-    has_thumbnail = record.id in svc.images.thumbnails_for(session.account, name, [record.id])
-    categories = dict(svc.images.categories())
+def picture(request: Request, name: str, image_id: str, session: SessionDep, images: Images) -> Response:
+    record = images.picture(session.account, name, _image_id(image_id))
+    has_thumbnail = record.id in images.thumbnails_for(session.account, name, [record.id])
+    categories = dict(images.categories())
     context = {
         "name": name,
         "section": "pictures",
@@ -176,13 +199,12 @@ def picture(request: Request, name: str, image_id: str, session: SessionDep) -> 
 
 @router.post("/instances/{name}/pictures/{image_id}/delete", include_in_schema=False)
 async def delete_picture(
-    request: Request, name: str, image_id: str, session: SessionDep, _form: FormDep
+    request: Request, name: str, image_id: str, session: SessionDep, _form: FormDep, images: Images
 ) -> Response:
-    svc = services(request)
-    record = svc.images.picture(session.account, name, _image_id(image_id))
+    record = images.picture(session.account, name, _image_id(image_id))
     # Through the data-plane delete: its rate limit, status gate and change log apply as for the API.
     deleted = await run_in_threadpool(
-        lambda: svc.images.delete_images(
+        lambda: images.delete_images(
             session.account, name, product_id=record.product_id, pic_name=record.pic_name
         )
     )
@@ -195,8 +217,8 @@ async def delete_picture(
 
 
 @router.get("/instances/{name}/thumbnails/{image_id}", include_in_schema=False)
-def thumbnail(request: Request, name: str, image_id: str, session: SessionDep) -> Response:
-    data = services(request).images.thumbnail(session.account, name, _image_id(image_id))
+def thumbnail(name: str, image_id: str, session: SessionDep, images: Images) -> Response:
+    data = images.thumbnail(session.account, name, _image_id(image_id))
     if data is None:
         raise LookalikeError(e.PIC_NOT_EXIST, "This picture has no thumbnail.")
     # Private: another user of a shared proxy must never get it; the URL is versioned (see thumbnail_url).

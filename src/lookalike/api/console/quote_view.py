@@ -15,11 +15,12 @@ from typing import Any
 from fastapi import Request, Response
 from starlette.datastructures import FormData
 
-from lookalike.api.console.web import field, money, new_idempotency_key, redirect, render, services
+from lookalike.api.console.web import field, money, new_idempotency_key, redirect, render
 from lookalike.domain.billing import Quote
 from lookalike.domain.errors import INVALID_AMOUNT, INVALID_PERIOD, PRICE_CHANGED, LookalikeError
 from lookalike.domain.loose_values import parse_int
 from lookalike.domain.models import Account
+from lookalike.service.billing import Billing as BillingServices
 from lookalike.service.billing import quote_json
 
 IDEMPOTENCY_FIELD = "idempotency_key"
@@ -59,6 +60,7 @@ def requote(request: Request, quote_url: str, exc: LookalikeError) -> Response:
 def render_quote(
     request: Request,
     account: Account,
+    billing: BillingServices,
     *,
     title: str,
     summary: Mapping[str, str],
@@ -70,26 +72,25 @@ def render_quote(
     refusal: LookalikeError | None = None,
 ) -> Response:
     """The quote page; with `refusal` (the quote itself refused) it explains why and offers no Confirm."""
-    svc = services(request)
-    balance = svc.billing.payments.balance(account.id)
+    balance = billing.payments.balance(account.id)
     context: dict[str, Any] = {
         "nav": nav,
         "title": title,
         "summary": summary,
         "back": back,
-        "currency": svc.billing.catalogues.currency,
-        "balance_text": money(svc, balance),
+        "currency": billing.catalogues.currency,
+        "balance_text": money(billing, balance),
         "refusal": refusal.message if refusal else None,
         "refusal_code": refusal.code if refusal else None,
     }
     if quote is not None and refusal is None:
-        body = quote_json(quote, svc.billing.catalogues.exponent)
+        body = quote_json(quote, billing.catalogues.exponent)
         total = quote.total.amount
         context.update(
             quote=body,
             total=total,
-            after_text=money(svc, balance - total),
-            short_text=money(svc, total - balance) if total > balance else None,
+            after_text=money(billing, balance - total),
+            short_text=money(billing, total - balance) if total > balance else None,
             action=action,
             fields=dict(fields),
             idempotency_key=new_idempotency_key(),

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.console.picture_views import box_percentages, instance_path, tile, uploaded_file
-from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, render, services
+from lookalike.api.console.web import ConsoleRoute, FormDep, SessionDep, field, render
+from lookalike.api.shared.dependencies import Accounts, Images
 from lookalike.api.shared.payload import Payload
 from lookalike.domain import errors as e
 from lookalike.domain.errors import LookalikeError
-from lookalike.service.images import SearchOptions
+from lookalike.service.images import ImageService, SearchOptions
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
@@ -22,30 +23,39 @@ PREVIEW_SIZE = 640  # longest side of the query photo shown with the results (ma
 
 
 def _search_page(
-    request: Request, name: str, values: dict[str, str], *, status: int = 200, **extra: Any
+    request: Request,
+    images: ImageService,
+    name: str,
+    values: dict[str, str],
+    *,
+    status: int = 200,
+    **extra: Any,
 ) -> Response:
     context = {
         "name": name,
         "section": "search",
         "base": instance_path(name),
         "values": values,
-        "categories": services(request).images.categories(),
+        "categories": images.categories(),
         **extra,
     }
     return render(request, "search.html", context, status=status)
 
 
 @router.get("/instances/{name}/search", include_in_schema=False)
-def search_form(request: Request, name: str, session: SessionDep) -> Response:
-    services(request).accounts.instance_for(session.account, name)
-    return _search_page(request, name, {"num": "10"})
+def search_form(
+    request: Request, name: str, session: SessionDep, accounts: Accounts, images: Images
+) -> Response:
+    accounts.instance_for(session.account, name)
+    return _search_page(request, images, name, {"num": "10"})
 
 
 @router.post("/instances/{name}/search", include_in_schema=False)
-async def search(request: Request, name: str, session: SessionDep, form: FormDep) -> Response:
-    svc = services(request)
+async def search(
+    request: Request, name: str, session: SessionDep, form: FormDep, accounts: Accounts, images: Images
+) -> Response:
     account = session.account
-    svc.accounts.instance_for(account, name)  # a stranger's instance answers like an unknown one
+    accounts.instance_for(account, name)  # a stranger's instance answers like an unknown one
     values = {key: field(form, key) for key in FORM_FIELDS}
     try:
         photo = await uploaded_file(form, "picture")
@@ -57,16 +67,16 @@ async def search(request: Request, name: str, session: SessionDep, form: FormDep
             filter=values["filter"] or None,
         )
         result = await run_in_threadpool(
-            lambda: svc.images.search_by_pic(account, name, photo, options, region=values["region"] or None)
+            lambda: images.search_by_pic(account, name, photo, options, region=values["region"] or None)
         )
-        preview = await run_in_threadpool(lambda: svc.images.preview(photo, PREVIEW_SIZE))
+        preview = await run_in_threadpool(lambda: images.preview(photo, PREVIEW_SIZE))
     except LookalikeError as exc:
-        return _search_page(request, name, values, status=exc.http_status, error=exc.message)
-    with_thumbnail = svc.images.thumbnails_for(account, name, [h.record.id for h in result.hits])
+        return _search_page(request, images, name, values, status=exc.http_status, error=exc.message)
+    with_thumbnail = images.thumbnails_for(account, name, [h.record.id for h in result.hits])
     tiles = [tile(name, h.record, h.record.id in with_thumbnail, h.score) for h in result.hits]
     info = result.pic_info
     assert info is not None  # a search by picture always describes its query
-    categories = dict(svc.images.categories())
+    categories = dict(images.categories())
     query = {
         "src": "data:image/jpeg;base64," + base64.b64encode(preview.jpeg).decode("ascii"),
         "width": preview.width,
@@ -77,5 +87,12 @@ async def search(request: Request, name: str, session: SessionDep, form: FormDep
         "category": categories.get(info.category_id, str(info.category_id)),
     }
     return _search_page(
-        request, name, values, tiles=tiles, matched=result.matched, query=query, took=result.search_time_ms
+        request,
+        images,
+        name,
+        values,
+        tiles=tiles,
+        matched=result.matched,
+        query=query,
+        took=result.search_time_ms,
     )

@@ -23,9 +23,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lookalike.api.shared.dependencies import all_services, console_auth_service, settings
 from lookalike.domain.errors import LookalikeError
 from lookalike.domain.money import format_amount
 from lookalike.domain.validation import MAX_INSTANCE_NAME
+from lookalike.service.billing import Billing as BillingServices
 from lookalike.service.console_auth import ConsoleSession
 from lookalike.service.container import Services
 
@@ -33,11 +35,6 @@ COOKIE_NAME = "lookalike_session"
 CSRF_FIELD = "csrf_token"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
 
 
 class SignInRequired(Exception):
@@ -49,7 +46,7 @@ class CsrfRejected(Exception):
 
 
 def _session_from_cookie(request: Request) -> ConsoleSession | None:
-    return services(request).console_auth.session(request.cookies.get(COOKIE_NAME))
+    return console_auth_service(request).session(request.cookies.get(COOKIE_NAME))
 
 
 def signed_in(request: Request) -> ConsoleSession:
@@ -73,7 +70,7 @@ OperatorDep = Annotated[ConsoleSession, Depends(operator)]
 async def read_form(request: Request) -> FormData:
     """The posted form, with at most `request_limits.max_form_fields` fields (the body itself is bounded by
     lookalike.api.limits before it gets here); a malformed or oversized form is the page's error."""
-    limit = services(request).settings.request_limits.max_form_fields
+    limit = settings(request).request_limits.max_form_fields
     try:
         return await request.form(max_fields=limit, max_files=limit)
     except StarletteHTTPException as exc:
@@ -104,7 +101,8 @@ def render(
     session: ConsoleSession | None = getattr(request.state, "console_session", None)
     if session is None:
         session = _session_from_cookie(request)
-    svc = services(request)
+    # Every page's frame (session, flash, clock, category names): read here, not by each page.
+    svc = all_services(request)
     flash = svc.console_auth.pop_flash(session) if session is not None else None
     base: dict[str, Any] = {
         "session": session,
@@ -125,7 +123,7 @@ def redirect(request: Request, url: str, notice: str | None = None) -> RedirectR
     """303 to `url` (post/redirect/get), with a one-shot notice for the next page."""
     session: ConsoleSession | None = getattr(request.state, "console_session", None)
     if notice and session is not None:
-        services(request).console_auth.flash(session, notice)
+        console_auth_service(request).flash(session, notice)
     return RedirectResponse(url, status_code=303)
 
 
@@ -134,8 +132,10 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/console/sign-in?next={quote(target, safe='')}", status_code=303)
 
 
-def money(svc: Services, minor: int) -> str:
-    return format_amount(minor, svc.billing.catalogues.currency, svc.billing.catalogues.exponent)
+def money(source: BillingServices | Services, minor: int) -> str:
+    """An amount in the catalogue's currency; pages pass their billing services (tests the container)."""
+    billing = source.billing if isinstance(source, Services) else source
+    return format_amount(minor, billing.catalogues.currency, billing.catalogues.exponent)
 
 
 # Only our own scripts, styles and pictures (data:/blob: for the search preview), never framed by another

@@ -21,6 +21,7 @@ from lookalike.service.images import ImageService
 from lookalike.service.lifecycle import LifecycleService
 from lookalike.service.tasks import TaskService
 from lookalike.service.text_search import TextSearchService
+from lookalike.service.usage import SearchUsageMeter
 from lookalike.storage.accounts_repo import InstanceRepository
 
 
@@ -70,6 +71,10 @@ def console_auth_service(request: Request) -> ConsoleAuthService:
     return all_services(request).console_auth
 
 
+def usage_meter(request: Request) -> SearchUsageMeter:
+    return all_services(request).usage
+
+
 def instance_repository(request: Request) -> InstanceRepository:
     """Only for an operator grant's per-operation limits, which no service method sets yet."""
     return all_services(request).instances_repo
@@ -86,4 +91,5 @@ Lifecycle = Annotated[LifecycleService, Depends(lifecycle_service)]
 Tasks = Annotated[TaskService, Depends(task_service)]
 Duplicates = Annotated[DuplicateReports, Depends(duplicate_reports)]
 ConsoleAuth = Annotated[ConsoleAuthService, Depends(console_auth_service)]
+Usage = Annotated[SearchUsageMeter, Depends(usage_meter)]
 InstanceLimits = Annotated[InstanceRepository, Depends(instance_repository)]
