@@ -114,13 +114,6 @@ def _service_type(value: object) -> str:
 ServiceTypeField = Annotated[Literal["product", "generic"], BeforeValidator(_service_type)]
 
 
-def _qps_with_capacity(value: object) -> int:
-    qps = loose_int(value, "qps")
-    if qps is None:
-        raise LookalikeError(e.INVALID_PARAMETER, "capacity and qps are required.")
-    return qps
-
-
 def _capacity_given(qps: int | None, info: ValidationInfo) -> int | None:
     """After qps: both capacity and qps are required, refused together once both are read."""
     if info.data.get("capacity") is None:
@@ -138,6 +131,11 @@ def _required(name: str, message: str) -> BeforeValidator:
         return found
 
     return BeforeValidator(check)
+
+
+# capacity and qps are both required: a missing qps here, a missing capacity once qps is read
+# (_capacity_given).
+RequiredQps = Annotated[int | None, _required("qps", "capacity and qps are required.")]
 
 
 def _seconds(value: object) -> int:
@@ -305,7 +303,7 @@ class CreateInstance(RequestBody):
 
     service_type: ServiceTypeField = "product"
     capacity: Annotated[int | None, whole()] = None
-    qps: Annotated[int | None, BeforeValidator(_qps_with_capacity)] = Field(None, validate_default=True)
+    qps: RequiredQps = Field(None, validate_default=True)
     account_id: Text = None
     name: Text = None
     months: Annotated[int | None, whole()] = None
@@ -329,7 +327,7 @@ class PrivatePackage(RequestBody):
     """A package only one account sees: capacity, qps, monthly price and yearly (default 10 months)."""
 
     capacity: Annotated[int | None, whole()] = None
-    qps: Annotated[int | None, BeforeValidator(_qps_with_capacity)] = Field(None, validate_default=True)
+    qps: RequiredQps = Field(None, validate_default=True)
     monthly_minor: MinorUnits = None
     monthly: Text = None
     yearly_minor: MinorUnits = None
