@@ -194,13 +194,13 @@ def trial_seats(
     return billing.trials.set_seats(body.total)
 
 
-@router.post("/admin/catalogue/reload", tags=["admin"])
+@router.post("/admin/catalogue/reload", tags=["admin"], openapi_extra=r.NoFields.openapi())
 def reload_catalogue(_admin: AdminDep, billing: Billing) -> dict[str, Any]:
     found = billing.catalogues.reload()
     return {"reloaded": True, "packages": len(found.packages), "currency": found.currency}
 
 
-@router.post("/admin/lifecycle/sweep", tags=["admin"])
+@router.post("/admin/lifecycle/sweep", tags=["admin"], openapi_extra=r.NoFields.openapi())
 def sweep(_admin: AdminDep, lifecycle: Lifecycle) -> dict[str, Any]:
     report = lifecycle.sweep()
     return report.__dict__

@@ -38,6 +38,11 @@ from lookalike.service.images import SearchOptions
 
 
 # --- parts ---
+class NoFields(RequestBody):
+    """The body of an action named wholly by its path (create a key, disable a key, reload the catalogue,
+    sweep now): it has no fields, and a body sent anyway is not read."""
+
+
 class _AttributeMethods(RequestBody):
     def attribute_update(self) -> AttributeUpdate:
         values = {slot.name: getattr(self, slot.name) for slot in SLOTS}

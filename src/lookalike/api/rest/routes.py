@@ -241,7 +241,7 @@ def admin_create_account(
     }
 
 
-@router.post("/admin/accounts/{account_id}/keys", tags=["admin"])
+@router.post("/admin/accounts/{account_id}/keys", tags=["admin"], openapi_extra=r.NoFields.openapi())
 def admin_create_key(account_id: str, _admin: AdminDep, accounts: Accounts) -> dict[str, Any]:
     key = accounts.create_access_key(account_id)
     return {
@@ -251,7 +251,7 @@ def admin_create_key(account_id: str, _admin: AdminDep, accounts: Accounts) -> d
     }
 
 
-@router.post("/admin/keys/{key_id}/disable", tags=["admin"])
+@router.post("/admin/keys/{key_id}/disable", tags=["admin"], openapi_extra=r.NoFields.openapi())
 def admin_disable_key(key_id: str, _admin: AdminDep, accounts: Accounts) -> dict[str, Any]:
     accounts.set_access_key_disabled(key_id, True)
     return {"access_key_id": key_id, "disabled": True}
