@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from alibaba_live import live_server
 from conftest import Tenant, make_settings, make_tenant
-from lookalike.api.app import create_app
+from lookalike.api.rest.app import create_app
 from lookalike.cli import main as cli_main
 from lookalike.clock import ManualClock
 from lookalike.domain.duplicates import Pair, group_pairs, pair, validate_threshold
