@@ -112,7 +112,9 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event loop is the main thread's running
+# loop, and a later test module calling asyncio.run() (the signing tests do) would fail on it.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
