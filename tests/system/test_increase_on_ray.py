@@ -62,6 +62,16 @@ def settings(tmp_path: Path, model_cache: Path, bucket: Path, database_url: str 
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_driver_left_over() -> Iterator[None]:
+    """The module starts in a process that is no Ray driver: a module that ran before in the same process
+    (the bulk import's) may have left it connected, and the first test here checks the server does not."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+
+
 @pytest.fixture(scope="module")
 def ray_driver(ray_cluster: RayCluster) -> Iterator[str]:
     """This process connected to the cluster once for the module (each server's engine reuses it)."""

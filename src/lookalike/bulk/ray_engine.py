@@ -19,7 +19,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def _batches(
     cpus_per_worker: float,
     gpus_per_worker: float,
     progress: bool,
-) -> Iterator[list[Analysed]]:
+) -> Generator[list[Analysed], None, None]:
     """Run the analysis on the cluster; yields each row's outcome, ``write_batch`` rows at a time."""
     import ray
     import ray.data
@@ -162,7 +163,9 @@ def run_ray_import(
                 bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="img", desc="import")
             try:
                 if rows:
-                    for batch in _batches(
+                    # closing(): should a write fail mid-way, the generator's own cleanup (it disconnects from
+                    # the cluster it connected to) runs now, not whenever the generator is collected.
+                    batches = _batches(
                         rows,
                         model,
                         options,
@@ -173,25 +176,29 @@ def run_ray_import(
                         cpus_per_worker=cpus_per_worker,
                         gpus_per_worker=gpus_per_worker,
                         progress=progress,
-                    ):
-                        good: list[NewPicture] = []
-                        good_keys: list[str] = []
-                        for outcome in batch:
-                            if outcome.error is not None:
-                                error = outcome.error
-                                results.add(outcome.key, paths[outcome.key], f"{error.code}: {error.message}")
-                            else:
-                                assert outcome.picture is not None
-                                good.append(outcome.picture)
-                                good_keys.append(outcome.key)
-                        if good:
-                            writer.write(target, good)
-                            journal.record_many(good_keys)
-                            written += len(good)
-                        if bar is not None:
-                            bar.update(len(batch))
-                        if on_batch is not None:
-                            on_batch(written)
+                    )
+                    with closing(batches):
+                        for batch in batches:
+                            good: list[NewPicture] = []
+                            good_keys: list[str] = []
+                            for outcome in batch:
+                                if outcome.error is not None:
+                                    error = outcome.error
+                                    results.add(
+                                        outcome.key, paths[outcome.key], f"{error.code}: {error.message}"
+                                    )
+                                else:
+                                    assert outcome.picture is not None
+                                    good.append(outcome.picture)
+                                    good_keys.append(outcome.key)
+                            if good:
+                                writer.write(target, good)
+                                journal.record_many(good_keys)
+                                written += len(good)
+                            if bar is not None:
+                                bar.update(len(batch))
+                            if on_batch is not None:
+                                on_batch(written)
             finally:
                 if bar is not None:
                     bar.close()
