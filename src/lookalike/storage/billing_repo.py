@@ -129,11 +129,17 @@ class BillingRecords:
 
     def lock_instance(self, instance_id: str) -> InstanceTerms | None:
         """The instance's billing columns, its row locked until the transaction ends."""
-        row = self._conn.execute(
-            select(instances.c.status, instances.c.expires_at, instances.c.auto_renew)
-            .where(instances.c.id == instance_id)
-            .with_for_update()
-        ).first()
+        return self._terms(instance_id, lock=True)
+
+    def instance_terms(self, instance_id: str) -> InstanceTerms | None:
+        """The instance's billing columns, read without a lock."""
+        return self._terms(instance_id, lock=False)
+
+    def _terms(self, instance_id: str, *, lock: bool) -> InstanceTerms | None:
+        query = select(instances.c.status, instances.c.expires_at, instances.c.auto_renew).where(
+            instances.c.id == instance_id
+        )
+        row = self._conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             return None
         return InstanceTerms(

@@ -226,7 +226,7 @@ class Subscriptions:
             now = self._clock.now()
             sub = tx.subscription_at(instance.id, now) or tx.last_subscription(instance.id)
             upcoming = [s for s in tx.subscriptions_of(instance.id) if s.effective_from > now]
-            terms = tx.lock_instance(instance.id)
+            terms = tx.instance_terms(instance.id)
         return {
             "state": found.state.value,
             "package_id": found.package_id,
